@@ -1,0 +1,41 @@
+"""Bad input to `python -m train fit` fails fast, non-zero, with a message that names the problem."""
+import pytest
+from click.testing import CliRunner
+
+from train.__main__ import cli
+
+
+def _fit(*args):
+    return CliRunner().invoke(cli, ["fit", *args])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--alpha", "0"], "alpha must be in (0, 4], got 0.0"),
+    (["--resolution", "8"], "resolution must be an integer in [16, 1024], got 8"),
+    (["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
+    (["--epochs", "0"], "epochs and batch_size must be >= 1"),
+    (["--weights", "imagenet", "--channels", "1"], "--weights imagenet needs 3 input channels"),
+    (["--arch", "v3"], "'v3' is not one of 'v1', 'v2'"),
+])
+def test_bad_config(args, message):
+    r = _fit(*args)
+    assert r.exit_code != 0
+    assert message in r.output
+
+
+def test_missing_data_folder(tmp_path):
+    r = _fit("--data", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
+    assert r.exit_code == 1
+    assert f"data dir '{tmp_path / 'nope'}' does not exist" in r.output
+
+
+def test_folder_without_classes(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = _fit("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "out"))
+    assert r.exit_code == 1 and "has no class folders (expected" in r.output
+
+
+def test_resume_without_checkpoint(tmp_path, image_folder):
+    r = _fit("--data", str(image_folder()), "--out", str(tmp_path / "out"), "--resume",
+             "--resolution", "32", "--epochs", "1", "--batch-size", "4")
+    assert r.exit_code == 1 and "nothing to resume" in r.output

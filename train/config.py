@@ -1,0 +1,96 @@
+"""Training configuration: one frozen dataclass, validated on construction.
+
+The CLI's choices come from the Enums below, so the CLI, the config recorded in
+``model.json`` and the README cannot drift apart.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from enum import Enum
+
+from train.mobilenet import OUTPUT_STRIDES
+
+
+class Arch(str, Enum):
+    V1 = "v1"   # depthwise separable convolutions
+    V2 = "v2"   # inverted residuals with linear bottlenecks
+
+
+class Weights(str, Enum):
+    NONE = "none"           # from scratch
+    IMAGENET = "imagenet"   # keras.applications' ImageNet weights (needs network)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def auto_output_stride(resolution: int) -> int:
+    """The published output_stride 32 from 128 px up; below that, the largest
+    output_stride that still leaves a final feature map of at least 2x2 px."""
+    if resolution >= 128:
+        return 32
+    fitting = [s for s in OUTPUT_STRIDES if resolution // s >= 2]
+    return max(fitting) if fitting else min(OUTPUT_STRIDES)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: Arch = Arch.V2
+    alpha: float = 0.35
+    resolution: int = 32
+    output_stride: int | None = None     # None: auto_output_stride(resolution)
+    channels: int | None = None          # None: 1 for fashion_mnist, else 3
+    dropout: float = 0.2
+    epochs: int = 8
+    batch_size: int = 128
+    learning_rate: float = 3e-3          # peak, after linear warm-up; cosine decay to 0
+    warmup_epochs: float = 1.0
+    weight_decay: float = 5e-5           # AdamW, decoupled
+    label_smoothing: float = 0.1
+    bn_momentum: float = 0.99
+    augment: bool = True                 # random horizontal flip and translation
+    weights: Weights = Weights.NONE
+    data: str = "fashion_mnist"
+    seed: int = 0
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen)
+        try:
+            set_("arch", Arch(self.arch))
+            set_("weights", Weights(self.weights))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if not 0 < self.alpha <= 4:
+            raise ConfigError(f"alpha must be in (0, 4], got {self.alpha!r}")
+        if int(self.resolution) != self.resolution or not 16 <= self.resolution <= 1024:
+            raise ConfigError(f"resolution must be an integer in [16, 1024], got {self.resolution!r}")
+        if self.output_stride is None:
+            set_("output_stride", auto_output_stride(self.resolution))
+        if self.output_stride not in OUTPUT_STRIDES:
+            raise ConfigError(f"output_stride must be one of {OUTPUT_STRIDES}, got {self.output_stride!r}")
+        if self.channels is None:
+            gray = self.data == "fashion_mnist" and self.weights is Weights.NONE
+            set_("channels", 1 if gray else 3)
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels!r}")
+        if self.weights is Weights.IMAGENET and self.channels != 3:
+            raise ConfigError("--weights imagenet needs 3 input channels, got channels=1")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError(f"epochs and batch_size must be >= 1, got {self.epochs!r}, {self.batch_size!r}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["arch"], d["weights"] = self.arch.value, self.weights.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    def replace(self, **kw) -> "TrainConfig":
+        return replace(self, **kw)
