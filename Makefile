@@ -1,7 +1,9 @@
 # The pipeline: data -> train -> quantize -> export -> android_bench.
-#   make export                 set up .venv, fetch data, train, quantize, export
+#   make export                 set up .venv, fetch data, train, quantize, export, evaluate
 #   make test                   the fast test suite; CI adds the slow and arm ones
 # Knobs (empty = the defaults in train/config.py): ARCH ALPHA RES EPOCHS DATA OUT
+#   and for quantize/export (defaults in quantize/config.py, export/config.py):
+#   VARIANTS (comma-separated) IO CALIB GRANULARITY EVAL_SIZE
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -15,18 +17,28 @@ RES    ?=
 EPOCHS ?=
 DATA   ?=
 RESUME ?=
+VARIANTS    ?=
+IO          ?=
+CALIB       ?=
+GRANULARITY ?=
+EVAL_SIZE   ?=
 
 TRAIN_ARGS := $(if $(ARCH),--arch $(ARCH)) $(if $(ALPHA),--alpha $(ALPHA)) \
               $(if $(RES),--resolution $(RES)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
               $(if $(DATA),--data $(DATA))
+QUANTIZE_ARGS := $(if $(VARIANTS),--variants $(VARIANTS)) $(if $(IO),--io $(IO)) \
+                 $(if $(CALIB),--calibration-size $(CALIB)) $(if $(GRANULARITY),--granularity $(GRANULARITY))
+EXPORT_ARGS   := $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE))
 
 # Markers deselected by default; CI passes MARK="not network and not device".
 MARK   ?= not slow and not arm and not network and not device
 
 SRC_DATA  := $(wildcard imagedata/*.py)
 SRC_TRAIN := $(wildcard train/*.py)
+SRC_QUANTIZE := $(wildcard quantize/*.py)
+SRC_EXPORT   := $(wildcard export/*.py android_bench/*.py android_bench/device/*.py)
 
-.PHONY: all venv train export profile test clean FORCE
+.PHONY: all venv train quantize export profile test clean FORCE
 all: export
 
 venv: $(STAMP)
@@ -43,12 +55,30 @@ $(OUT)/.train-args: FORCE
 	@mkdir -p $(OUT)
 	@echo '$(TRAIN_ARGS)' | cmp -s - $@ || echo '$(TRAIN_ARGS)' > $@
 
+# Likewise for quantize and export: a changed knob redoes that stage and the ones after it.
+$(OUT)/.quantize-args: FORCE
+	@mkdir -p $(OUT)
+	@echo '$(QUANTIZE_ARGS)' | cmp -s - $@ || echo '$(QUANTIZE_ARGS)' > $@
+
+$(OUT)/.export-args: FORCE
+	@mkdir -p $(OUT)
+	@echo '$(EXPORT_ARGS)' | cmp -s - $@ || echo '$(EXPORT_ARGS)' > $@
+
 $(OUT)/model.keras: $(OUT)/.train-args $(SRC_DATA) $(SRC_TRAIN) $(STAMP)
 	$(PY) -m train fit $(TRAIN_ARGS) --out $(OUT) $(if $(RESUME),--resume)
 
 train: $(OUT)/model.keras
 
-export: train
+# quantize.json and manifest.json are written last by their stage: each stands for all its outputs.
+$(OUT)/quantize/quantize.json: $(OUT)/model.keras $(OUT)/.quantize-args $(SRC_DATA) $(SRC_QUANTIZE) $(STAMP)
+	$(PY) -m quantize --model $(OUT)/model.keras --out $(OUT)/quantize $(QUANTIZE_ARGS)
+
+$(OUT)/manifest.json: $(OUT)/quantize/quantize.json $(OUT)/.export-args $(SRC_DATA) $(SRC_EXPORT) $(STAMP)
+	$(PY) -m export run --out $(OUT) --quantized $(OUT)/quantize $(EXPORT_ARGS)
+
+quantize: $(OUT)/quantize/quantize.json
+
+export: $(OUT)/manifest.json
 
 profile: $(STAMP)
 	$(PY) -m train profile $(if $(ARCH),--arch $(ARCH)) $(if $(ALPHA),--alpha $(ALPHA)) \

@@ -70,15 +70,18 @@ class Preprocessing:
         """uint8 pixels -> the input tensor's dtype.
 
         Float inputs get ``normalize``. Integer inputs are quantized with the
-        tensor's own (scale, zero_point): q = round(x / scale) + zero_point,
-        clipped to the dtype's range -- what the converter assumed in calibration.
+        tensor's own (scale, zero_point): q = round(x / scale) + zero_point
+        (halves away from zero), clipped to the dtype's range -- what the converter assumed in calibration.
         """
-        x = self.normalize(images)
         dtype = np.dtype(dtype)
         if dtype.kind == "f":
-            return x.astype(dtype)
+            return self.normalize(images).astype(dtype)
         if not scale:
             raise PreprocessingError(f"integer input of dtype {dtype} has no quantization scale")
         info = np.iinfo(dtype)
-        q = np.round(x / np.float32(scale)) + zero_point
+        # float64, and halves rounded away from zero as TFLite's own Quantize op does
+        # (std::round). In float32, or with numpy's round-half-to-even, the 256 pixel
+        # values of a [-1, 1] input with scale 2/255 collapse onto 191 or 129 levels.
+        v = ((images.astype(np.float64) - self.mean) / self.std) / scale
+        q = np.trunc(v + np.copysign(0.5, v)) + zero_point
         return np.clip(q, info.min, info.max).astype(dtype)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import click
 
-from train.config import Arch, ConfigError, TrainConfig, Weights
-from train.mobilenet import OUTPUT_STRIDES
+from train.config import OUTPUT_STRIDES, Arch, ConfigError, TrainConfig, Weights
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TF's start-up chatter out of the way
 

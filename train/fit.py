@@ -26,7 +26,6 @@ import numpy as np
 from imagedata.dataset import Dataset, Split, load_dataset
 from imagedata.preprocess import Preprocessing
 from train.config import Arch, TrainConfig, Weights
-from train.mobilenet import mobilenet_v1, mobilenet_v2
 
 MODEL_FILE = "model.keras"
 MODEL_JSON = "model.json"
@@ -42,7 +41,7 @@ def preprocessing_for(config: TrainConfig) -> Preprocessing:
 
 
 def build_model(config: TrainConfig, classes: int):
-    import keras
+    from train.mobilenet import mobilenet_v1, mobilenet_v2
     builder = mobilenet_v1 if config.arch is Arch.V1 else mobilenet_v2
     model = builder((config.resolution, config.resolution, config.channels), classes,
                     alpha=config.alpha, dropout=config.dropout, bn_momentum=config.bn_momentum,

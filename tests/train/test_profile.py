@@ -22,14 +22,14 @@ def _profile(*args):
 def test_standard_224_matches_papers(arch, alpha, macs_m, params_m):
     p = _profile("--arch", arch, "--alpha", str(alpha), "--resolution", "224", "--classes", "1000")
     assert isinstance(p["macs"], int) and isinstance(p["params"], int)
-    assert round(p["macs"] / 1e6) == macs_m
+    assert abs(p["macs"] / 1e6 - macs_m) < 1   # the papers round 568.7M up and 300.8M down
     assert round(p["params"] / 1e6, 1) == params_m
     assert p["macs"] == sum(layer["macs"] for layer in p["layers"])
 
 
 def test_exact_totals_for_the_reference_networks():
     # Exact counts of the keras.applications graphs; the papers round these.
-    assert _profile("--arch", "v1", "--resolution", "224")["macs"] == 568_740_352
+    assert _profile("--arch", "v1", "--alpha", "1.0", "--resolution", "224")["macs"] == 568_740_352
     assert _profile("--arch", "v2", "--resolution", "224", "--alpha", "1.0")["macs"] == 300_774_272
     assert _profile("--arch", "v2", "--resolution", "224", "--alpha", "1.0")["params"] == 3_538_984
 

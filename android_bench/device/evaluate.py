@@ -1,0 +1,203 @@
+"""Top-1 of a .tflite on uint8 images, with only numpy and a TFLite interpreter.
+
+    from android_bench.device.evaluate import Classifier, evaluate
+    clf = Classifier("build/int8.tflite")        # preprocessing read from the file's metadata
+    result = evaluate(clf, x, y, labels)          # x (N, H, W, C) uint8, y (N,) int
+    result.top1, result.per_class_top1
+
+One implementation for the host (``python -m export`` measures every variant
+with it for the manifest) and the device runner, so the two cannot disagree on
+what "top-1" means:
+
+* input: the stored uint8 pixels go through ``Preprocessing.quantize_input``
+  with the input tensor's own dtype, scale and zero point -- normalize for a
+  float input, q = round(x / scale) + zero_point for an int8/uint8/int16 one;
+* batching: when the input's batch dimension is dynamic (shape_signature[0] ==
+  -1, what the converter writes for a Keras model) the input is resized once to
+  ``batch_size`` and the last batch is padded; otherwise images go one by one;
+* output: integer scores are dequantized, (q - zero_point) * scale, which keeps
+  their order, so argmax is the same as on the raw integers;
+* top-1 counts argmax == label; ties go to the lower class index (numpy's argmax).
+
+The interpreter is the first of ai_edge_litert (LiteRT), tflite_runtime and
+tensorflow.lite that imports. Python 3.9 compatible; nothing but the standard
+library, numpy, an interpreter and ``imagedata.preprocess``.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from android_bench.device import tflite_metadata
+from imagedata.preprocess import Preprocessing
+
+DEFAULT_BATCH = 64
+
+
+class EvaluationError(ValueError):
+    pass
+
+
+RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")   # first importable wins
+
+
+def interpreter_class() -> Tuple[Any, Dict[str, str]]:
+    """(Interpreter class, {"name", "version"} of the runtime that provides it)."""
+    for name in RUNTIMES:
+        try:
+            package = importlib.import_module(name)
+            if name == "tensorflow":
+                cls, name = package.lite.Interpreter, "tensorflow.lite"
+            else:
+                cls = importlib.import_module(f"{name}.interpreter").Interpreter
+        except ImportError:
+            continue
+        return cls, {"name": name, "version": str(getattr(package, "__version__", "unknown"))}
+    raise EvaluationError("no TFLite interpreter: pip install ai-edge-litert "
+                          "(or tflite-runtime on older Pis)")
+
+
+def tensor_info(detail: Dict[str, Any]) -> Dict[str, Any]:
+    """dtype, shape and (scale, zero_point) of one input/output detail, JSON-ready."""
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return {"name": detail.get("name"), "dtype": np.dtype(detail["dtype"]).name,
+            "shape": [int(d) for d in detail.get("shape_signature", detail["shape"])],
+            "scale": float(scale), "zero_point": int(zero_point)}
+
+
+class _NoProgress:
+    def __init__(self, **_):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+    def update(self, n):
+        pass
+
+
+class Classifier:
+    """A .tflite image classifier: uint8 (N, H, W, C) images in, class scores out.
+
+    ``model`` is a path or the file's bytes. ``preprocessing`` defaults to the
+    one stored in the file's metadata, so the .tflite alone is enough.
+    """
+
+    def __init__(self, model: Union[str, bytes], preprocessing: Optional[Preprocessing] = None,
+                 batch_size: int = DEFAULT_BATCH, num_threads: Optional[int] = None):
+        if isinstance(model, (bytes, bytearray)):
+            content, self.source = bytes(model), "the model bytes"
+        else:
+            with open(model, "rb") as f:
+                content, self.source = f.read(), str(model)
+        if batch_size < 1:
+            raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
+        self.metadata = None
+        if preprocessing is None:
+            self.metadata = tflite_metadata.load(content)
+            preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
+        self.preprocessing = preprocessing
+        interpreter, self.runtime = interpreter_class()
+        try:
+            self.interpreter = interpreter(model_content=content, num_threads=num_threads)
+        except ValueError as e:
+            raise EvaluationError(f"the interpreter cannot load {self.source}: {e}") from None
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise EvaluationError(f"{self.source} has {len(inputs)} inputs and {len(outputs)} outputs; "
+                                  f"an image classifier has one of each")
+        signature = [int(d) for d in inputs[0].get("shape_signature", inputs[0]["shape"])]
+        if len(signature) != 4 or tuple(signature[1:]) != tuple(preprocessing.input_shape):
+            raise EvaluationError(f"{self.source} takes input {signature}, but the preprocessing "
+                                  f"makes {list(preprocessing.input_shape)} images: they were not "
+                                  f"exported together")
+        self.batch_size = batch_size if signature[0] == -1 else 1
+        self._input, self._output = inputs[0]["index"], outputs[0]["index"]
+        self.interpreter.resize_tensor_input(self._input, [self.batch_size, *signature[1:]])
+        self.interpreter.allocate_tensors()
+        self.input = tensor_info(self.interpreter.get_input_details()[0])
+        self.output = tensor_info(self.interpreter.get_output_details()[0])
+
+    def _dequantize(self, q: np.ndarray) -> np.ndarray:
+        if q.dtype.kind == "f":
+            return q.astype(np.float32)
+        scale, zero_point = self.output["scale"], self.output["zero_point"]
+        x = q.astype(np.float32) - np.float32(zero_point)
+        return x * np.float32(scale) if scale else x
+
+    def scores(self, images: np.ndarray, progress: Callable = None) -> np.ndarray:
+        """(N, H, W, C) uint8 -> (N, classes) float32 (dequantized for integer outputs)."""
+        self.preprocessing.check_images(images)
+        progress = progress or _NoProgress
+        dtype, scale, zp = self.input["dtype"], self.input["scale"], self.input["zero_point"]
+        out: List[np.ndarray] = []
+        b = self.batch_size
+        name = self.source.rsplit("/", 1)[-1]
+        with progress(total=len(images), desc=f"top-1 of {name}", unit="img") as bar:
+            for start in range(0, len(images), b):
+                batch = images[start:start + b]
+                n = len(batch)
+                if n < b:   # pad the last batch instead of re-allocating the interpreter
+                    batch = np.concatenate([batch, np.repeat(batch[-1:], b - n, axis=0)])
+                self.interpreter.set_tensor(self._input,
+                                            self.preprocessing.quantize_input(batch, dtype, scale, zp))
+                self.interpreter.invoke()
+                out.append(self._dequantize(self.interpreter.get_tensor(self._output)[:n]))
+                bar.update(n)
+        classes = int(self.output["shape"][-1])
+        return np.concatenate(out) if out else np.zeros((0, classes), np.float32)
+
+    def predict(self, images: np.ndarray, progress: Callable = None) -> np.ndarray:
+        """(N, H, W, C) uint8 -> (N,) int64 top-1 class indices."""
+        return self.scores(images, progress).argmax(axis=1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    predictions: np.ndarray              # (N,) int64 top-1 class index per image
+    top1: float                          # fraction of images with prediction == label
+    per_class_top1: Dict[str, Optional[float]]   # None for a class with no test images
+    images: int
+    seconds: float                       # wall time of the whole pass, preprocessing included
+    runtime: Dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"top1": self.top1, "per_class_top1": self.per_class_top1, "images": self.images,
+                "seconds": self.seconds, "runtime": self.runtime}
+
+
+def evaluate(classifier: Classifier, images: np.ndarray, labels: np.ndarray,
+             label_names: Sequence[str], progress: Callable = None) -> Evaluation:
+    """Top-1 overall and per class of ``classifier`` on uint8 images with int labels."""
+    labels = np.asarray(labels)
+    if len(images) != len(labels):
+        raise EvaluationError(f"{len(images)} images but {len(labels)} labels")
+    if len(images) == 0:
+        raise EvaluationError("no images to evaluate on")
+    classes = int(classifier.output["shape"][-1])
+    if len(label_names) != classes:
+        raise EvaluationError(f"{len(label_names)} label names for a model with {classes} outputs")
+    t0 = time.perf_counter()
+    pred = classifier.predict(images, progress)
+    seconds = time.perf_counter() - t0
+    correct = pred == labels
+    per_class = {}
+    for k, name in enumerate(label_names):
+        mask = labels == k
+        per_class[name] = float(correct[mask].mean()) if mask.any() else None
+    return Evaluation(pred, float(correct.mean()), per_class, int(len(images)), seconds,
+                      dict(classifier.runtime))
+
+
+def agreement(predictions: np.ndarray, reference: np.ndarray) -> float:
+    """Fraction of images whose top-1 equals the reference's top-1 (e.g. the float32 .tflite's)."""
+    if predictions.shape != reference.shape:
+        raise EvaluationError(f"cannot compare {predictions.shape} predictions with {reference.shape}")
+    return float(np.mean(predictions == reference))

@@ -1,0 +1,203 @@
+"""Turn the quantized variants into self-describing deliverables, and measure them.
+
+    python -m export run --out build          # reads build/quantize/quantize.json
+
+Writes, each under a temporary name first:
+* ``OUT/<variant>.tflite``: the converter's model plus, in its own flatbuffer
+  metadata, the labels, preprocessing, model configuration and provenance, so
+  a device needs nothing else (``android_bench.device.tflite_metadata``);
+* ``OUT/labels.txt``: one label per line, in class-index order;
+* ``OUT/eval_pack.npz``: test images as uint8 (N, H, W, C) ``x``, int64 ``y``,
+  ``labels`` and the ``preprocessing`` JSON, for the device runner;
+* ``OUT/manifest.json``, last: for each variant its file, size, sha256, I/O
+  types and quantization, and top-1 on the whole test split measured here by a
+  real interpreter (``android_bench.device.evaluate``, the same code the device
+  runs), per class and as agreement with the float32 .tflite's top-1.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from android_bench.device.evaluate import Classifier, agreement, evaluate
+from android_bench.device.tflite_metadata import FORMAT
+from export.config import ExportConfig
+from export.metadata import embed
+from imagedata.dataset import Dataset, Split
+from imagedata.preprocess import Preprocessing
+from quantize import files
+from quantize.convert import SUMMARY
+from quantize.source import load_data
+
+MANIFEST = "manifest.json"
+LABELS = "labels.txt"
+EVAL_PACK = "eval_pack.npz"
+MODEL_KEYS = ("arch", "alpha", "resolution", "output_stride", "channels")
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def read_summary(quantized: Path) -> dict:
+    """quantize.json, with every listed .tflite checked against its recorded sha256."""
+    path = Path(quantized) / SUMMARY
+    if not path.is_file():
+        raise ExportError(f"'{path}' does not exist: quantize first "
+                          f"(python -m quantize --out {quantized}, or make export)")
+    summary = json.loads(path.read_text())
+    for v in summary["variants"]:
+        f = Path(quantized) / v["file"]
+        if not f.is_file() or files.sha256(f) != v["sha256"]:
+            raise ExportError(f"'{f}' is missing or differs from the one {path.name} describes "
+                              f"(a later or interrupted quantize run?): run quantize again")
+    return summary
+
+
+def metadata_record(summary: dict, variant: dict) -> dict:
+    """The JSON each .tflite carries: enough to classify an image with nothing else."""
+    source = summary["source"]
+    config = source.get("config", {})
+    model = {k: config.get(k) for k in MODEL_KEYS}
+    model.update({k: source.get("model", {}).get(k) for k in ("input_shape", "classes", "params", "macs")})
+    return {
+        "format": FORMAT,
+        "variant": variant["name"],
+        "labels": source["labels"],
+        "preprocessing": source["preprocessing"],
+        "model": model,
+        "train": {"config": config, "val_top1": source.get("val_top1"),
+                  "test_top1": source.get("test_top1"), "data": source.get("data")},
+        "quantization": variant["converter"],
+        "provenance": {"source_model": {"file": Path(source["file"]).name, "sha256": source["sha256"]},
+                       "quantized_sha256": variant["sha256"],
+                       "converter": summary["converter"], "versions": summary["versions"],
+                       "quantized": summary["created"],
+                       "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+    }
+
+
+def eval_subset(test: Split, size: int | None, seed: int) -> tuple[Split, str]:
+    """The whole test split, or ``size`` images drawn with a fixed seed (folder splits are
+    ordered by class, so the first ``size`` would miss classes)."""
+    if size is None or size >= len(test):
+        return test, "the whole test split"
+    idx = np.sort(np.random.default_rng(seed).permutation(len(test))[:size])
+    return Split(test.x[idx], test.y[idx]), f"{size} test images drawn with seed {seed}"
+
+
+def write_eval_pack(path: Path, split: Split, labels: list, p: Preprocessing, info: dict) -> None:
+    with files.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:   # a file object: np.savez would append .npz to a name
+            np.savez_compressed(f, x=split.x, y=split.y.astype(np.int64), labels=np.array(labels),
+                                preprocessing=np.array(json.dumps(p.to_dict())),
+                                info=np.array(json.dumps(info)))
+
+
+def _variant_entry(v: dict, path: Path, result, clf: Classifier, reference, summary: dict) -> dict:
+    data = path.read_bytes()
+    return {"name": v["name"], "file": path.name, "size_bytes": len(data), "sha256": files.sha256(data),
+            "input": clf.input, "output": clf.output,
+            "top1": result.top1,
+            "agreement": agreement(result.predictions, reference.predictions) if reference else None,
+            "per_class_top1": result.per_class_top1,
+            "quantization": v["converter"],
+            "converter": {"api": summary["converter"]["api"], "version": summary["converter"]["tensorflow"]},
+            "tensorflow": summary["converter"]["tensorflow"],
+            "eval_seconds": result.seconds}
+
+
+def run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | None = None,
+        data: str | None = None, progress=None) -> dict:
+    """Export every variant in ``quantized``/quantize.json to ``out``; returns the manifest.
+
+    ``dataset`` skips loading the data (tests pass tiny ones); ``data`` loads
+    another location than the one the model was trained on.
+    """
+    from tqdm import tqdm
+
+    from train.fit import machine
+
+    progress = progress or tqdm
+    out = Path(out)
+    summary = read_summary(quantized)
+    source = summary["source"]
+    labels = list(source["labels"])
+    p = Preprocessing.from_dict(source["preprocessing"])
+    if dataset is None:
+        dataset = load_data(source, data, progress)
+    if list(dataset.labels) != labels:
+        raise ExportError(f"the data has classes {dataset.labels}, the model {labels}: pass --data "
+                          f"with the class folders the model was trained on")
+    test = dataset.test
+    if len(test) == 0:
+        raise ExportError("the test split is empty: top-1 needs test images; use data with more images")
+    p.check_images(test.x)
+
+    written = []
+    for v in summary["variants"]:
+        raw = (Path(quantized) / v["file"]).read_bytes()
+        path = out / f"{v['name']}.tflite"
+        files.write_bytes(path, embed(raw, metadata_record(summary, v)))
+        written.append((v, path))
+    files.write_bytes(out / LABELS, ("\n".join(labels) + "\n").encode("utf-8"))
+    seed = int(source.get("config", {}).get("seed", 0))
+    pack, how = eval_subset(test, config.eval_size, seed)
+    pack_info = {"split": "test", "images": len(pack), "of": len(test), "selection": how,
+                 "data": {k: v for k, v in dataset.describe().items() if k != "labels"}}
+    write_eval_pack(out / EVAL_PACK, pack, labels, p, pack_info)
+
+    entries, reference, runtime = [], None, None
+    for v, path in written:
+        # Preprocessing comes from the file's own metadata: what a device would do.
+        clf = Classifier(str(path), batch_size=config.batch_size, num_threads=config.num_threads)
+        result = evaluate(clf, test.x, test.y, labels, progress)
+        if v["name"] == "float32":
+            reference = result
+        entries.append(_variant_entry(v, path, result, clf, reference, summary))
+        runtime = clf.runtime
+    float32 = next((e for e in entries if e["name"] == "float32"), None)
+    for e in entries:
+        e["size_vs_float32"] = e["size_bytes"] / float32["size_bytes"] if float32 else None
+        e["top1_vs_float32"] = e["top1"] - float32["top1"] if float32 else None
+
+    manifest = {
+        "artifact": MANIFEST,
+        "variants": entries,
+        "labels": labels,
+        "preprocessing": p.to_dict(),
+        "model": {k: v for k, v in source.items()
+                  if k not in ("artifact", "labels", "preprocessing", "timing", "machine")},
+        "quantize": {"config": summary["config"], "calibration": summary["calibration"],
+                     "created": summary["created"]},
+        "evaluation": {"split": "test", "images": len(test), "runtime": runtime,
+                       "batch_size": config.batch_size, "num_threads": config.num_threads,
+                       "machine": machine()},
+        "eval_pack": {"file": EVAL_PACK, "size_bytes": (out / EVAL_PACK).stat().st_size,
+                      "sha256": files.sha256(out / EVAL_PACK), **pack_info},
+        "labels_file": LABELS,
+        "config": config.to_dict(),
+        "versions": {**summary["versions"], runtime["name"]: runtime["version"]},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    files.write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def table(manifest: dict) -> str:
+    """The README table: variant, size, top-1, change against float32, agreement."""
+    rows = ["| variant | size | vs float32 | top-1 | change vs float32 | agreement |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for e in manifest["variants"]:
+        ratio = f"{e['size_vs_float32']:.2f}x" if e.get("size_vs_float32") is not None else "-"
+        change = (f"{100 * e['top1_vs_float32']:+.2f} pt" if e.get("top1_vs_float32") is not None else "-")
+        agree = f"{100 * e['agreement']:.2f}%" if e.get("agreement") is not None else "-"
+        rows.append(f"| {e['name']} | {e['size_bytes'] / 1024:.1f} KiB | {ratio} | "
+                    f"{100 * e['top1']:.2f}% | {change} | {agree} |")
+    ev = manifest["evaluation"]
+    rows.append(f"\nTop-1 on the {ev['images']} test images, {ev['runtime']['name']} "
+                f"{ev['runtime']['version']} on {ev['machine'].get('cpu', '?')}.")
+    return "\n".join(rows)

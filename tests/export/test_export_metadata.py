@@ -1,0 +1,155 @@
+"""The metadata writer and the stdlib-only reader agree; the device modules stay dependency-light."""
+import ast
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from android_bench.device import tflite_metadata
+from android_bench.device.evaluate import Classifier, EvaluationError, evaluate
+from android_bench.device.tflite_metadata import METADATA_NAME, MetadataError
+from export.metadata import embed
+from imagedata.preprocess import Preprocessing
+
+ROOT = Path(__file__).resolve().parents[2]
+P = Preprocessing(resolution=16, channels=1)
+RECORD = {"format": 1, "variant": "float32", "labels": ["ünï", "b", "c"], "preprocessing": P.to_dict(),
+          "model": {"arch": "v2", "alpha": 0.35}, "provenance": {"source_model": {"sha256": "ab" * 32}}}
+
+
+@pytest.fixture(scope="module")
+def tflite(tmp_path_factory):
+    """A small float32 .tflite straight from the converter: conv, pooling, dense softmax."""
+    import keras
+    from keras import layers
+
+    from quantize import convert
+    from quantize.config import QuantizeConfig, Variant
+    inp = keras.Input((16, 16, 1))
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(8, 3, activation="relu")(inp))
+    model = keras.Model(inp, layers.Dense(3, activation="softmax")(x))
+    d = tmp_path_factory.mktemp("tflite")
+    convert._export_saved_model(model, d / "saved_model")
+    return convert.convert(d / "saved_model", Variant.FLOAT32, QuantizeConfig())
+
+
+def run(model_bytes, x):
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_content=model_bytes)
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    it.resize_tensor_input(i["index"], list(x.shape))
+    it.allocate_tensors()
+    it.set_tensor(i["index"], x)
+    it.invoke()
+    return it.get_tensor(o["index"])
+
+
+def test_round_trip_keeps_the_model_and_aligns_buffers(tflite):
+    with_meta = embed(tflite, RECORD)
+    assert tflite_metadata.load(with_meta) == RECORD
+    entries = tflite_metadata.read_metadata(with_meta)
+    assert entries.keys() == {METADATA_NAME, "min_runtime_version", "CONVERSION_METADATA"}
+    assert entries["min_runtime_version"].rstrip(b"\0") == b"1.6.0"   # the converter's own entry survives
+    assert json.loads(entries[METADATA_NAME]) == RECORD
+    spans = [s for s in tflite_metadata.buffer_spans(with_meta) if s[1]]
+    assert spans and all(start % 16 == 0 for start, _ in spans)
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 16, 16, 1)).astype(np.float32)
+    np.testing.assert_array_equal(run(with_meta, x), run(tflite, x))
+
+    again = embed(with_meta, {**RECORD, "variant": "int8"})   # replaced, not duplicated
+    assert tflite_metadata.load(again)["variant"] == "int8"
+    assert len(tflite_metadata.read_metadata(again)) == 3
+    assert len(tflite_metadata.buffer_spans(again)) == len(tflite_metadata.buffer_spans(with_meta))
+
+
+def test_reader_errors_say_what_is_wrong(tflite, tmp_path):
+    with pytest.raises(MetadataError, match=re.escape("not a TFLite model: file identifier b' a z' at "
+                                                      "bytes 4-8, expected b'TFL3'")):
+        tflite_metadata.load(b"PK\x03\x04 a zip, not a model")
+    with pytest.raises(MetadataError, match=f"has no '{METADATA_NAME}' metadata .* export it again"):
+        tflite_metadata.load(tflite)
+    with pytest.raises(MetadataError, match="truncated|corrupt|past the end"):
+        tflite_metadata.load(embed(tflite, RECORD)[:-200])
+    with pytest.raises(MetadataError, match="has format 2; this reader understands format 1"):
+        tflite_metadata.load(_with_raw_metadata(tflite, {"format": 2}))
+    with pytest.raises(ValueError, match="must carry format 1"):
+        embed(tflite, {"labels": []})
+
+
+def _with_raw_metadata(tflite, record):
+    from export import metadata
+    old, metadata.FORMAT = metadata.FORMAT, record["format"]
+    try:
+        return embed(tflite, record)
+    finally:
+        metadata.FORMAT = old
+
+
+def test_classifier_batches_pad_and_match_one_by_one(tflite):
+    model = embed(tflite, RECORD)
+    x = np.random.default_rng(1).integers(0, 256, (11, 16, 16, 1)).astype(np.uint8)
+    batched, single = Classifier(model, batch_size=4), Classifier(model, batch_size=1)
+    assert batched.preprocessing == P and batched.metadata["labels"] == RECORD["labels"]
+    np.testing.assert_allclose(batched.scores(x), single.scores(x), atol=1e-6)   # 11 = 4 + 4 + 3 (padded)
+    np.testing.assert_allclose(batched.scores(x), run(tflite, P.normalize(x)), atol=1e-6)
+    y = batched.predict(x)
+    result = evaluate(batched, x, y, RECORD["labels"])
+    assert result.top1 == 1.0 and result.images == 11 and result.runtime["name"] == "ai_edge_litert"
+    assert set(result.per_class_top1) == set(RECORD["labels"])
+    with pytest.raises(EvaluationError, match="takes input \\[-1, 16, 16, 1\\], but the preprocessing makes "
+                                              "\\[32, 32, 1\\] images"):
+        Classifier(model, preprocessing=Preprocessing(resolution=32, channels=1))
+
+
+DEVICE = ["android_bench/device/tflite_metadata.py", "android_bench/device/evaluate.py",
+          "android_bench/device/__init__.py", "android_bench/__init__.py", "imagedata/preprocess.py"]
+
+
+@pytest.mark.parametrize("path", DEVICE)
+def test_device_code_parses_as_python_3_9(path):
+    ast.parse((ROOT / path).read_text(), filename=path, feature_version=(3, 9))
+
+
+def test_device_side_imports_no_host_packages(tflite, tmp_path):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(embed(tflite, RECORD))
+    code = (
+        "import sys, numpy as np\n"
+        "from android_bench.device.evaluate import Classifier\n"
+        f"c = Classifier({str(model)!r})\n"
+        "c.predict(np.zeros((2, 16, 16, 1), np.uint8))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'tensorflow', 'keras', 'PIL', 'click', 'tqdm', 'matplotlib', 'flatbuffers',"
+        " 'train', 'quantize', 'export'}))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def python39():
+    """A working Python 3.9 interpreter, or None (pyenv's shim exists even when 3.9 is not active)."""
+    pyenv = Path.home().glob(".pyenv/versions/3.9*/bin/python3.9")
+    candidates = [shutil.which("python3.9"), *map(str, pyenv)]
+    for exe in filter(None, candidates):
+        r = subprocess.run([exe, "-c", "import sys; print(sys.version_info[:2] == (3, 9))"],
+                           capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip() == "True":
+            return exe
+    return None
+
+
+def test_reader_runs_on_python_3_9_with_the_standard_library_only(tflite, tmp_path):
+    exe = python39()
+    if exe is None:
+        pytest.skip("no Python 3.9 here")
+    model = tmp_path / "m.tflite"
+    model.write_bytes(embed(tflite, RECORD))
+    reader = ROOT / "android_bench/device/tflite_metadata.py"
+    r = subprocess.run([exe, "-I", str(reader), str(model)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == RECORD
