@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from imagedata import fashion_mnist, folder
 from imagedata.preprocess import Preprocessing
@@ -60,8 +62,7 @@ class Dataset:
 def _resize_gray(x: np.ndarray, p: Preprocessing) -> np.ndarray:
     """(N, h, w) uint8 grayscale -> (N, R, R, C) uint8 with Pillow's resampling."""
     if x.shape[1:] != (p.resolution, p.resolution):
-        resample = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC}
-        r = resample[p.interpolation]
+        r = folder.RESAMPLE[p.interpolation]
         x = np.stack([np.asarray(Image.fromarray(im).resize((p.resolution, p.resolution), r)) for im in x])
     x = x[..., None]
     return np.repeat(x, 3, axis=-1) if p.channels == 3 else x
@@ -134,23 +135,10 @@ def _load_folder(root: Path, p: Preprocessing, seed: int, skip_bad: bool, progre
     return Dataset(labels, train, val, calib, test, p, prov)
 
 
-class _NoProgress:
-    def __init__(self, **_):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
-    def update(self, n):
-        pass
-
-
 def load_dataset(data: str, preprocessing: Preprocessing, seed: int = 0, cache_dir=None,
                  skip_bad_images: bool = False, progress=None) -> Dataset:
     """``data`` is ``fashion_mnist`` or a folder in the ImageNet layout."""
     if data == fashion_mnist.NAME:
         return _load_fashion_mnist(preprocessing, seed, cache_dir)
-    return _load_folder(Path(data), preprocessing, seed, skip_bad_images, progress or _NoProgress)
+    quiet = partial(tqdm, disable=True)
+    return _load_folder(Path(data), preprocessing, seed, skip_bad_images, progress or quiet)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png"}
-_RESAMPLE = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC}
+RESAMPLE = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC}
 
 
 class ImageFolderError(ValueError):
@@ -45,7 +45,7 @@ def decode(path: Path, resolution: int, channels: int, interpolation: str = "bil
     try:
         with Image.open(path) as im:
             im = im.convert("RGB" if channels == 3 else "L")
-            im = im.resize((resolution, resolution), _RESAMPLE[interpolation])
+            im = im.resize((resolution, resolution), RESAMPLE[interpolation])
             a = np.asarray(im, np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageFolderError(f"cannot read image '{path}': {e} "

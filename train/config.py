@@ -39,18 +39,18 @@ def auto_output_stride(resolution: int) -> int:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    arch: Arch = Arch.V2
-    alpha: float = 0.35
+    arch: Arch = Arch.V1
+    alpha: float = 0.5
     resolution: int = 32
     output_stride: int | None = None     # None: auto_output_stride(resolution)
     channels: int | None = None          # None: 1 for fashion_mnist, else 3
-    dropout: float = 0.2
-    epochs: int = 15
+    dropout: float = 0.0
+    epochs: int = 21
     batch_size: int = 128
     learning_rate: float = 3e-3          # peak, after linear warm-up; cosine decay to 0
     warmup_epochs: float = 1.0
     weight_decay: float = 5e-5           # AdamW, decoupled
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.0
     bn_momentum: float = 0.99
     augment: bool = True                 # random horizontal flip and translation
     weights: Weights = Weights.NONE
