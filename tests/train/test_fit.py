@@ -21,9 +21,10 @@ def tiny_dataset(n_train=512, classes=4, channels=1) -> Dataset:
                    Preprocessing(resolution=RES, channels=channels), {"name": "blobs"})
 
 
-# bn_momentum 0.9: 48 steps are too few for 0.99's moving statistics to forget their init.
+# bn_momentum 0.5: in 48 steps the weights move so fast that even 0.9's moving statistics lag
+# behind them and evaluation sits at chance (measured: 27% at 0.9, 98% at 0.5).
 CFG = TrainConfig(arch="v1", alpha=0.25, resolution=RES, channels=1, epochs=3, batch_size=32,
-                  learning_rate=3e-3, warmup_epochs=0.5, bn_momentum=0.9, data="blobs", augment=False)
+                  learning_rate=3e-3, warmup_epochs=0.5, bn_momentum=0.5, data="blobs", augment=False)
 
 
 @pytest.mark.slow
@@ -95,7 +96,7 @@ def test_same_seed_same_first_epoch(tmp_path):
 def test_fashion_mnist_subset_loss_falls(tmp_path):
     """Integration: a few hundred steps on real Fashion-MNIST images."""
     from imagedata.dataset import load_dataset
-    cfg = TrainConfig(epochs=2, batch_size=64, warmup_epochs=0.2, bn_momentum=0.9)
+    cfg = TrainConfig(epochs=2, batch_size=64, warmup_epochs=0.2, bn_momentum=0.5)
     ds = load_dataset("fashion_mnist", fit.preprocessing_for(cfg))
     small = Dataset(ds.labels, ds.train.take(3000), ds.val.take(500), ds.calibration.take(100),
                     ds.test.take(1000), ds.preprocessing, ds.provenance)
