@@ -96,14 +96,15 @@ def _load_folder(root: Path, p: Preprocessing, seed: int, skip_bad: bool, progre
     labels = list(trees.get("train", trees.get("all")))
     read, skipped = {}, []
     for name, tree in trees.items():
-        files = {k: v for k, v in tree.items()}
-        total = sum(len(v) for v in files.values())
+        total = sum(len(v) for v in tree.values())
         with progress(total=total, desc=f"decoding {name} images", unit="img") as bar:
             xs, ys = [], []
-            for label, paths in files.items():
+            for label, paths in tree.items():   # one class at a time, for the progress bar
                 x, y, bad = folder.read_images({label: paths}, labels, p.resolution, p.channels,
                                                p.interpolation, skip_bad)
-                xs.append(x), ys.append(y), skipped.extend(bad)
+                xs.append(x)
+                ys.append(y)
+                skipped.extend(bad)
                 bar.update(len(paths))
         split = Split(np.concatenate(xs), np.concatenate(ys))
         if len(split) == 0:
