@@ -1,5 +1,7 @@
 # The pipeline: data -> train -> quantize -> export -> android_bench.
 #   make export                 set up .venv, fetch data, train, quantize, export, evaluate
+#   make bench                  measure every variant here, then merge all results into OUT/bench/report.*
+#   make bench TARGET=ssh://pi@raspberrypi THREADS=1,2,4    the same on a Pi, over ssh (key login)
 #   make test                   the fast test suite; CI adds the slow and arm ones
 # Knobs (empty = the defaults in train/config.py): ARCH ALPHA RES EPOCHS DATA OUT
 #   and for quantize/export (defaults in quantize/config.py, export/config.py):
@@ -30,15 +32,24 @@ QUANTIZE_ARGS := $(if $(VARIANTS),--variants $(VARIANTS)) $(if $(IO),--io $(IO))
                  $(if $(CALIB),--calibration-size $(CALIB)) $(if $(GRANULARITY),--granularity $(GRANULARITY))
 EXPORT_ARGS   := $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE))
 
+# Benchmark knobs: TARGET local or ssh://user@host[:port]; THREADS e.g. 1,2,4; BENCH_PYTHON
+# the target's Python (default: this venv's for local, python3 over ssh).
+TARGET       ?= local
+THREADS      ?=
+BENCH_PYTHON ?=
+BENCH_ARGS := --target $(TARGET) $(if $(THREADS),--threads $(THREADS)) \
+              $(if $(BENCH_PYTHON),--python $(BENCH_PYTHON))
+
 # Markers deselected by default; CI passes MARK="not network and not device".
 MARK   ?= not slow and not arm and not network and not device
 
 SRC_DATA  := $(wildcard imagedata/*.py)
 SRC_TRAIN := $(wildcard train/*.py)
 SRC_QUANTIZE := $(wildcard quantize/*.py)
-SRC_EXPORT   := $(wildcard export/*.py android_bench/*.py android_bench/device/*.py)
+# Only what export runs: the benchmark host side can change without re-exporting.
+SRC_EXPORT   := $(wildcard export/*.py) android_bench/device/evaluate.py android_bench/device/tflite_metadata.py
 
-.PHONY: all venv train quantize export profile test clean FORCE
+.PHONY: all venv train quantize export bench profile test clean FORCE
 all: export
 
 venv: $(STAMP)
@@ -79,6 +90,12 @@ $(OUT)/manifest.json: $(OUT)/quantize/quantize.json $(OUT)/.export-args $(SRC_DA
 quantize: $(OUT)/quantize/quantize.json
 
 export: $(OUT)/manifest.json
+
+# Always runs: a benchmark is a measurement of now. The report is rebuilt even when some
+# variants failed on the target (they show as failed); make still exits non-zero then.
+bench: $(OUT)/manifest.json
+	$(PY) -m android_bench run $(BENCH_ARGS) --out $(OUT)/bench $(OUT)/manifest.json; rc=$$?; \
+	  $(PY) -m android_bench report --out $(OUT)/bench && exit $$rc
 
 profile: $(STAMP)
 	$(PY) -m train profile $(if $(ARCH),--arch $(ARCH)) $(if $(ALPHA),--alpha $(ALPHA)) \

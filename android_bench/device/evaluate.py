@@ -20,8 +20,11 @@ what "top-1" means:
 * top-1 counts argmax == label; ties go to the lower class index (numpy's argmax).
 
 The interpreter is the first of ai_edge_litert (LiteRT), tflite_runtime and
-tensorflow.lite that imports. Python 3.9 compatible; nothing but the standard
-library, numpy, an interpreter and ``imagedata.preprocess``.
+tensorflow.lite that imports, or the one ``runtime=`` names; ``xnnpack=False``
+turns off the default XNNPACK delegate. ``batch_size=1`` is the image-by-image
+mode: the batched one must give the same predictions (tests/android_bench).
+Python 3.9 compatible; nothing but the standard library, numpy, an interpreter
+and ``imagedata.preprocess``.
 """
 from __future__ import annotations
 
@@ -43,22 +46,63 @@ class EvaluationError(ValueError):
 
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")   # first importable wins
+# What to install for each, said when it is missing. tflite-runtime 2.14 (the last
+# release, Python <= 3.11) was built against numpy 1.x and fails to import with numpy 2.
+INSTALL = {"ai_edge_litert": "pip install ai-edge-litert",
+           "tflite_runtime": "pip install tflite-runtime 'numpy<2'",
+           "tensorflow": "pip install tensorflow"}
+NO_RUNTIME_HINT = ("pip install ai-edge-litert, or pip install tflite-runtime 'numpy<2' "
+                   "(Python 3.11 or older, e.g. Raspberry Pi OS Bookworm)")
 
 
-def interpreter_class() -> Tuple[Any, Dict[str, str]]:
-    """(Interpreter class, {"name", "version"} of the runtime that provides it)."""
-    for name in RUNTIMES:
+def _import_runtime(name: str) -> Tuple[Any, Dict[str, str]]:
+    package = importlib.import_module(name)
+    if name == "tensorflow":
+        return package.lite.Interpreter, {"name": "tensorflow.lite",
+                                          "version": str(getattr(package, "__version__", "unknown"))}
+    cls = importlib.import_module(f"{name}.interpreter").Interpreter
+    return cls, {"name": name, "version": str(getattr(package, "__version__", "unknown"))}
+
+
+def interpreter_class(runtime: Optional[str] = None) -> Tuple[Any, Dict[str, str]]:
+    """(Interpreter class, {"name", "version"} of the runtime that provides it).
+
+    ``runtime`` None or "auto" takes the first of RUNTIMES that imports; a name
+    from RUNTIMES takes that one or fails saying how to install it. An import
+    that fails for another reason than absence (numpy 2 under tflite-runtime,
+    a missing shared library) is reported, not silently skipped over.
+    """
+    if runtime not in (None, "auto") and runtime not in RUNTIMES:
+        raise EvaluationError(f"runtime must be 'auto' or one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    names = RUNTIMES if runtime in (None, "auto") else (runtime,)
+    reasons = []
+    for name in names:
         try:
-            package = importlib.import_module(name)
-            if name == "tensorflow":
-                cls, name = package.lite.Interpreter, "tensorflow.lite"
-            else:
-                cls = importlib.import_module(f"{name}.interpreter").Interpreter
-        except ImportError:
-            continue
-        return cls, {"name": name, "version": str(getattr(package, "__version__", "unknown"))}
-    raise EvaluationError("no TFLite interpreter: pip install ai-edge-litert "
-                          "(or tflite-runtime on older Pis)")
+            return _import_runtime(name)
+        except (ImportError, OSError, AttributeError) as e:
+            missing = isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] == name
+            reasons.append(f"{name}: " + ("not installed" if missing else
+                                          f"import failed ({type(e).__name__}: {e})"))
+    if runtime not in (None, "auto"):
+        raise EvaluationError(f"the runtime {runtime} cannot be used ({reasons[0]}): {INSTALL[runtime]}")
+    raise EvaluationError(f"no TFLite interpreter ({'; '.join(reasons)}): {NO_RUNTIME_HINT}")
+
+
+def make_interpreter(cls: Any, content: bytes, num_threads: Optional[int] = None, xnnpack: bool = True):
+    """An Interpreter on the model bytes; ``xnnpack=False`` turns the default delegates off.
+
+    The three runtimes apply TFLite's default delegate (XNNPACK in their
+    prebuilt wheels) unless the op resolver is BUILTIN_WITHOUT_DEFAULT_DELEGATES;
+    the enum lives in the module that defines the Interpreter class.
+    """
+    kwargs: Dict[str, Any] = {"model_content": content, "num_threads": num_threads}
+    if not xnnpack:
+        resolver = getattr(importlib.import_module(cls.__module__), "OpResolverType", None)
+        if resolver is None or not hasattr(resolver, "BUILTIN_WITHOUT_DEFAULT_DELEGATES"):
+            raise EvaluationError(f"{cls.__module__} cannot turn XNNPACK off (no "
+                                  f"OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)")
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return cls(**kwargs)
 
 
 def tensor_info(detail: Dict[str, Any]) -> Dict[str, Any]:
@@ -91,7 +135,9 @@ class Classifier:
     """
 
     def __init__(self, model: Union[str, bytes], preprocessing: Optional[Preprocessing] = None,
-                 batch_size: int = DEFAULT_BATCH, num_threads: Optional[int] = None):
+                 batch_size: int = DEFAULT_BATCH, num_threads: Optional[int] = None,
+                 runtime: Optional[str] = None, xnnpack: bool = True):
+        t0 = time.perf_counter()
         if isinstance(model, (bytes, bytearray)):
             content, self.source = bytes(model), "the model bytes"
         else:
@@ -104,10 +150,10 @@ class Classifier:
             self.metadata = tflite_metadata.load(content)
             preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
         self.preprocessing = preprocessing
-        interpreter, self.runtime = interpreter_class()
+        interpreter, self.runtime = interpreter_class(runtime)
         try:
-            self.interpreter = interpreter(model_content=content, num_threads=num_threads)
-        except ValueError as e:
+            self.interpreter = make_interpreter(interpreter, content, num_threads, xnnpack)
+        except (ValueError, RuntimeError) as e:
             raise EvaluationError(f"the interpreter cannot load {self.source}: {e}") from None
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -121,7 +167,12 @@ class Classifier:
         self.batch_size = batch_size if signature[0] == -1 else 1
         self._input, self._output = inputs[0]["index"], outputs[0]["index"]
         self.interpreter.resize_tensor_input(self._input, [self.batch_size, *signature[1:]])
-        self.interpreter.allocate_tensors()
+        try:
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise EvaluationError(f"the interpreter cannot prepare {self.source}: {e}") from None
+        # s: file read, metadata, interpreter construction (delegates applied) and allocation
+        self.init_seconds = time.perf_counter() - t0
         self.input = tensor_info(self.interpreter.get_input_details()[0])
         self.output = tensor_info(self.interpreter.get_output_details()[0])
 

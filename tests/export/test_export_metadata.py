@@ -107,7 +107,14 @@ def test_classifier_batches_pad_and_match_one_by_one(tflite):
 
 
 DEVICE = ["android_bench/device/tflite_metadata.py", "android_bench/device/evaluate.py",
-          "android_bench/device/__init__.py", "android_bench/__init__.py", "imagedata/preprocess.py"]
+          "android_bench/device/__init__.py", "android_bench/__init__.py", "imagedata/preprocess.py",
+          "android_bench/device/fingerprint.py", "android_bench/device/measure.py",
+          "android_bench/device/runner.py", "imagedata/__init__.py"]
+
+
+def test_device_list_is_what_the_runner_ships():
+    from android_bench.device.runner import DEVICE_FILES
+    assert sorted(DEVICE) == sorted(DEVICE_FILES)
 
 
 @pytest.mark.parametrize("path", DEVICE)
@@ -121,8 +128,12 @@ def test_device_side_imports_no_host_packages(tflite, tmp_path):
     code = (
         "import sys, numpy as np\n"
         "from android_bench.device.evaluate import Classifier\n"
+        "from android_bench.device import fingerprint, measure, runner\n"
         f"c = Classifier({str(model)!r})\n"
         "c.predict(np.zeros((2, 16, 16, 1), np.uint8))\n"
+        "measure.time_invoke(c.interpreter.invoke, measure.Protocol(1, 0, 2, 0))\n"
+        "fingerprint.fingerprint(c.runtime)\n"
+        "runner.check_environment(None)\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'tensorflow', 'keras', 'PIL', 'click', 'tqdm', 'matplotlib', 'flatbuffers',"
         " 'train', 'quantize', 'export'}))\n")

@@ -1,0 +1,186 @@
+"""One measurement of one .tflite, in a process of its own: the benchmark contract.
+
+    python3 -m android_bench.device.measure job.json     # writes the job's "out" file
+
+The runner (``android_bench.device.runner``) starts this once per model for
+accuracy and once per (model, threads, XNNPACK) for latency, so that peak RSS
+is that configuration's own and a model that crashes the interpreter takes
+only its own process down.
+
+Latency, per (model, threads, XNNPACK on/off), one image (batch 1):
+
+* **init**: reading the file, parsing its metadata, constructing the
+  interpreter (delegates applied) and ``allocate_tensors()``; one sample;
+* **first inference**: the first ``invoke()``, reported on its own (lazy
+  packing of weights and caches make it slower);
+* **warm-up**: ``invoke()`` until both ``warmup_runs`` runs and
+  ``warmup_seconds`` seconds are done; not in the statistics;
+* **timed runs**: until both ``runs`` runs and ``min_seconds`` seconds are done;
+* **timed region**: ``invoke()`` alone, with ``time.perf_counter()``; the
+  input is set once before (the first eval-pack image, quantized for integer
+  inputs), and no ``set_tensor``/``get_tensor`` copy is timed;
+* **statistics** over the timed runs, in ms: min, median, mean, p90, p99
+  (linear interpolation between order statistics) and std (population, ddof=0).
+  The report quotes the median: robust to the occasional scheduler hiccup;
+* **peak RSS**: VmHWM of the process after the warm-up (``peak_rss_kb``; the
+  timed runs add only their own list of samples), with VmRSS once numpy and
+  the runtime were imported but before the model was loaded
+  (``baseline_rss_kb``): the difference is what the model costs.
+
+Accuracy, per model: ``evaluate.Classifier`` on the eval pack (batched when the
+batch dimension is dynamic), top-1 overall and per class; the predictions go
+to a .npy so the runner can compute agreement with float32's.
+
+Python 3.9 compatible: numpy, an interpreter and the standard library only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from android_bench.device import fingerprint
+from android_bench.device.evaluate import Classifier, evaluate, interpreter_class
+
+
+class ProtocolError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How long to warm up and to measure; the run goes on until both count and seconds are met."""
+    warmup_runs: int = 5
+    warmup_seconds: float = 0.5
+    runs: int = 50
+    min_seconds: float = 2.0
+
+    def __post_init__(self):
+        for name in ("warmup_runs", "runs"):
+            value = getattr(self, name)
+            if int(value) != value or value < (1 if name == "runs" else 0):
+                raise ProtocolError(f"{name} must be an integer >= {1 if name == 'runs' else 0}, got {value!r}")
+        for name in ("warmup_seconds", "min_seconds"):
+            if not getattr(self, name) >= 0:
+                raise ProtocolError(f"{name} must be >= 0 seconds, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(seconds: List[float]) -> Dict[str, float]:
+    """min, median, mean, p90, p99 and std of per-run times, converted to ms."""
+    if not seconds:
+        raise ProtocolError("no timed runs to summarize")
+    ms = np.asarray(seconds, dtype=np.float64) * 1000.0
+    return {"min_ms": float(ms.min()), "median_ms": float(np.median(ms)), "mean_ms": float(ms.mean()),
+            "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
+            "std_ms": float(ms.std())}
+
+
+def time_invoke(invoke: Callable[[], Any], protocol: Protocol,
+                clock: Callable[[], float] = time.perf_counter,
+                after_warmup: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
+    """First inference, warm-up, then the timed runs of ``invoke`` (the contract above).
+
+    ``after_warmup`` is called between the warm-up and the timed runs (untimed).
+    """
+    t0 = clock()
+    invoke()
+    first = clock() - t0
+
+    n, start = 0, clock()
+    while n < protocol.warmup_runs or clock() - start < protocol.warmup_seconds:
+        invoke()
+        n += 1
+    warmup_seconds = clock() - start
+    if after_warmup is not None:
+        after_warmup()
+
+    samples: List[float] = []
+    start = clock()
+    while len(samples) < protocol.runs or clock() - start < protocol.min_seconds:
+        t0 = clock()
+        invoke()
+        samples.append(clock() - t0)
+    timed_seconds = clock() - start
+    return {"first_ms": first * 1000.0, "warmup_runs": n, "warmup_seconds": warmup_seconds,
+            "runs": len(samples), "timed_seconds": timed_seconds, **summarize(samples)}
+
+
+def latency(model: str, sample: Optional[np.ndarray], threads: Optional[int], xnnpack: bool,
+            runtime: Optional[str], protocol: Protocol) -> Dict[str, Any]:
+    """Init, first inference and timed ``invoke()`` of one model on one (1, H, W, C) uint8 image.
+
+    The interpreter is built for batch 1 whatever the file's batch dimension:
+    single-image latency is what an app waits for.
+    """
+    interpreter_class(runtime)   # import the runtime first: the baseline RSS includes it
+    baseline = fingerprint.rss_kb()["rss_kb"]
+    clf = Classifier(model, batch_size=1, num_threads=threads, runtime=runtime, xnnpack=xnnpack)
+    if sample is None:   # no eval pack: a mid-grey image
+        sample = np.full((1, *clf.preprocessing.input_shape), 128, np.uint8)
+    clf.preprocessing.check_images(sample)
+    it = clf.interpreter
+    it.set_tensor(clf._input, clf.preprocessing.quantize_input(
+        sample[:1], clf.input["dtype"], clf.input["scale"], clf.input["zero_point"]))
+    peak: Dict[str, Optional[int]] = {}
+    # Peak RSS read before the timed runs: their list of samples (1 MB for 30k runs of a
+    # fast model) is the benchmark's memory, not the model's.
+    timing = time_invoke(it.invoke, protocol, after_warmup=lambda: peak.update(fingerprint.rss_kb()))
+    return {"init_ms": clf.init_seconds * 1000.0, **timing, "baseline_rss_kb": baseline,
+            "peak_rss_kb": peak["peak_rss_kb"], "runtime": clf.runtime["name"],
+            "runtime_version": clf.runtime["version"], "input": clf.input, "output": clf.output,
+            "metadata_variant": (clf.metadata or {}).get("variant")}
+
+
+def accuracy(model: str, eval_pack: str, batch_size: int, threads: Optional[int], xnnpack: bool,
+             runtime: Optional[str], images: Optional[int], predictions_out: str) -> Dict[str, Any]:
+    """Top-1 overall and per class on the eval pack; predictions saved to ``predictions_out``."""
+    with np.load(eval_pack) as pack:
+        x, y, labels = pack["x"], pack["y"], [str(v) for v in pack["labels"]]
+    if images is not None:
+        x, y = x[:images], y[:images]
+    clf = Classifier(model, batch_size=batch_size, num_threads=threads, runtime=runtime, xnnpack=xnnpack)
+    result = evaluate(clf, x, y, labels)
+    np.save(predictions_out, result.predictions)
+    return {**result.to_dict(), "batch_size": clf.batch_size, "threads": threads,
+            "runtime": clf.runtime["name"], "runtime_version": clf.runtime["version"]}
+
+
+def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
+    threads = job.get("threads")
+    if job["kind"] == "latency":
+        sample = np.load(job["sample"]) if job.get("sample") else None
+        return latency(job["model"], sample, threads, job.get("xnnpack", True), job.get("runtime"),
+                       Protocol(**job.get("protocol", {})))
+    if job["kind"] == "accuracy":
+        return accuracy(job["model"], job["eval_pack"], job["batch_size"], threads, job.get("xnnpack", True),
+                        job.get("runtime"), job.get("images"), job["predictions_out"])
+    raise ProtocolError(f"job kind must be 'latency' or 'accuracy', got {job['kind']!r}")
+
+
+def main(argv: List[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python3 -m android_bench.device.measure JOB.json", file=sys.stderr)
+        return 2
+    with open(argv[0]) as f:
+        job = json.load(f)
+    try:
+        result, code = run_job(job), 0
+    except Exception as e:   # recorded in the result file: the runner goes on with the next job
+        result, code = {"error": f"{type(e).__name__}: {e}"}, 1
+    tmp = job["out"] + ".partial"
+    with open(tmp, "w") as f:
+        json.dump(result, f)
+    os.replace(tmp, job["out"])
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,211 @@
+"""Merge every results file into one comparison of the variants, per target.
+
+    python -m android_bench report            # build/bench/results/*.json -> build/bench/report.*
+
+Writes, each under a temporary name first:
+* ``report.json``: ``results``, one row per (target, runtime, variant, threads,
+  XNNPACK) with median_ms, p90_ms, top1, agreement, size_bytes, the target's
+  fingerprint and ``error`` (None unless it failed there), plus the speedup and
+  change in top-1 against the float32 row of the same target, runtime, threads
+  and XNNPACK setting -- a ratio across machines or runtimes would mix two effects;
+* ``report.md``: one table per target, with the machine it was measured on;
+* ``report.png``: top-1 against median latency, one point per variant, one
+  series per target and runtime (and XNNPACK setting, when off was measured),
+  at its lowest thread count, marker area proportional to the file size.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from android_bench.bench import RESULTS
+from quantize import files
+from quantize.config import Variant
+
+REPORT_JSON, REPORT_MD, REPORT_PNG = "report.json", "report.md", "report.png"
+REFERENCE = Variant.FLOAT32.value
+VARIANT_ORDER = [v.value for v in Variant]
+ROW_KEYS = ("target", "variant", "runtime", "runtime_version", "threads", "xnnpack", "median_ms", "p90_ms",
+            "min_ms", "mean_ms", "p99_ms", "std_ms", "runs", "init_ms", "first_ms", "peak_rss_kb",
+            "baseline_rss_kb", "top1", "per_class_top1", "images", "agreement", "reference", "size_bytes",
+            "file", "sha256", "xnnpack_delegate_logged", "error")
+
+
+class ReportError(ValueError):
+    pass
+
+
+def load(results_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(rows, sources) of every results/*.json; each row carries its target's fingerprint."""
+    paths = sorted(p for p in Path(results_dir).glob("*.json") if ".partial" not in p.name)
+    if not paths:
+        raise ReportError(f"no results in '{results_dir}': run `python -m android_bench run` (or make bench) first")
+    rows, sources = [], []
+    for path in paths:
+        try:
+            doc = json.loads(path.read_text())
+            results = doc["results"]
+        except (ValueError, KeyError) as e:
+            raise ReportError(f"'{path}' is not a results file of `python -m android_bench run` ({e}): "
+                              f"remove it or run the benchmark again") from None
+        sources.append({"file": path.name, "sha256": files.sha256(path), "target": doc.get("target"),
+                        "finished": doc.get("finished")})
+        for r in results:
+            row = {k: r.get(k) for k in ROW_KEYS}
+            row["target"] = row["target"] or doc.get("target")
+            row.update(fingerprint=doc.get("fingerprint"), measured=doc.get("finished"), results_file=path.name,
+                       protocol=doc.get("protocol"))
+            rows.append(row)
+    rows.sort(key=_order)
+    return compare(rows), sources
+
+
+def _order(row: dict):
+    v = row["variant"]
+    rank = VARIANT_ORDER.index(v) if v in VARIANT_ORDER else len(VARIANT_ORDER)
+    return (row["target"] or "", row["runtime"] or "", not row.get("xnnpack", True), row["threads"] or 0, rank, v)
+
+
+def _key(row: dict) -> tuple:
+    return (row["target"], row["runtime"], row["runtime_version"], row["threads"], row.get("xnnpack"))
+
+
+def compare(rows: list[dict]) -> list[dict]:
+    """Adds speedup_vs_float32 and top1_vs_float32 against the float32 row of the same setting."""
+    reference = {_key(r): r for r in rows if r["variant"] == REFERENCE and not r["error"]}
+    for r in rows:
+        ref = reference.get(_key(r))
+        ok = ref is not None and not r["error"]
+        r["speedup_vs_float32"] = ref["median_ms"] / r["median_ms"] if ok and r["median_ms"] else None
+        r["top1_vs_float32"] = (r["top1"] - ref["top1"] if ok and r["top1"] is not None
+                                and ref["top1"] is not None else None)
+    return rows
+
+
+def _ms(v) -> str:
+    """Three significant digits: 0.0131 ms for a toy model, 2.48 ms, 183 ms for int16x8 on a Pi."""
+    if v is None:
+        return "-"
+    text = f"{v:.0f}" if v >= 99.95 else f"{v:#.3g}".rstrip(".")
+    return f"{text} ms"
+
+
+def _size(n) -> str:
+    return "-" if n is None else f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def machine_line(fp: dict | None) -> str:
+    if not fp:
+        return "machine unknown"
+    parts = [f"{fp.get('hostname')}: {fp.get('cpu') or fp.get('arch')}", f"{fp.get('cores')} cores",
+             f"{fp.get('arch')}", f"{fp.get('os')}", f"Python {fp.get('python')}", f"numpy {fp.get('numpy')}"]
+    if fp.get("governor"):
+        parts.append(f"governor {fp['governor']}")
+    temps = fp.get("temperature_c") or {}
+    if temps:
+        parts.append("temperature " + ", ".join(f"{k} {v:.0f} °C" for k, v in temps.items()))
+    if fp.get("vcgencmd"):
+        parts.append("vcgencmd " + ", ".join(f"{k}={v}" for k, v in fp["vcgencmd"].items()))
+    return ", ".join(parts)
+
+
+def markdown(rows: list[dict]) -> str:
+    out = ["# Benchmark report", ""]
+    for target in sorted({r["target"] for r in rows}):
+        mine = [r for r in rows if r["target"] == target]
+        latest = max(mine, key=lambda r: r["measured"] or "")
+        out += [f"## {target}", "", machine_line(latest["fingerprint"]), "",
+                "| variant | runtime | threads | size | median | p90 | speedup vs float32 | top-1 | "
+                "Δ top-1 vs float32 | agreement |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in mine:
+            runtime = f"{r['runtime']} {r['runtime_version']}" + ("" if r.get("xnnpack", True) else ", no XNNPACK")
+            if r["error"]:
+                error = r["error"].replace("|", "/").replace("\n", " ")
+                out.append(f"| {r['variant']} | {runtime} | {r['threads']} | {_size(r['size_bytes'])} | "
+                           f"failed: {error[:160]} | | | | | |")
+                continue
+            speedup = "-" if r["speedup_vs_float32"] is None else f"{r['speedup_vs_float32']:.2f}x"
+            change = "-" if r["top1_vs_float32"] is None else f"{100 * r['top1_vs_float32']:+.2f} pt"
+            out.append(f"| {r['variant']} | {runtime} | {r['threads']} | {_size(r['size_bytes'])} | "
+                       f"{_ms(r['median_ms'])} | {_ms(r['p90_ms'])} | {speedup} | {_pct(r['top1'])} | {change} | "
+                       f"{_pct(r['agreement'])} |")
+        proto = latest.get("protocol") or {}
+        images = sorted({r["images"] for r in mine if r["images"]})
+        out += ["", f"Latency: median and p90 of at least {proto.get('runs', '?')} timed `invoke()` calls "
+                    f"(and {proto.get('min_seconds', '?')} s) on one image after a warm-up of "
+                    f"{proto.get('warmup_runs', '?')} runs and {proto.get('warmup_seconds', '?')} s. "
+                    f"Top-1 and agreement with float32 on {', '.join(map(str, images)) or '?'} eval-pack images.",
+                ""]
+    return "\n".join(out)
+
+
+def series(rows: list[dict]) -> dict[str, list[dict]]:
+    """{label: rows} for the plot: per target, runtime and XNNPACK setting, the lowest thread count."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if not r["error"] and r["median_ms"] is not None and r["top1"] is not None:
+            key = (r["target"], r["runtime"], r["runtime_version"], r.get("xnnpack", True) is not False)
+            groups.setdefault(key, []).append(r)
+    out = {}
+    for (target, runtime, version, xnnpack), rs in groups.items():
+        threads = min(r["threads"] for r in rs)
+        label = f"{target} · {runtime} {version} · {threads} thread{'s' if threads > 1 else ''}"
+        out[label + ("" if xnnpack else " · no XNNPACK")] = [r for r in rs if r["threads"] == threads]
+    return out
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    groups = series(rows)
+    biggest = max((r["size_bytes"] or 0 for rs in groups.values() for r in rs), default=1) or 1
+    markers = "osD^vP*X"
+    for i, (label, rs) in enumerate(sorted(groups.items())):
+        x = [r["median_ms"] for r in rs]
+        y = [100 * r["top1"] for r in rs]
+        s = [30 + 600 * (r["size_bytes"] or 0) / biggest for r in rs]   # area ∝ file size
+        ax.scatter(x, y, s=s, alpha=0.6, marker=markers[i % len(markers)], label=label, edgecolors="black")
+        for r, xi, yi in zip(rs, x, y):
+            ax.annotate(r["variant"], (xi, yi), textcoords="offset points",
+                        xytext=(6, 6), fontsize=8)
+    if not groups:
+        ax.text(0.5, 0.5, "no successful measurement with accuracy", ha="center", transform=ax.transAxes)
+    else:
+        medians = [r["median_ms"] for rs in groups.values() for r in rs]
+        if max(medians) > 10 * min(medians):   # int16x8 is tens of times slower than the rest
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        legend = ax.legend(fontsize=8, loc="best")
+        for handle in legend.legend_handles:
+            handle.set_sizes([40])
+    ax.set_xlabel(f"median latency per image, ms ({ax.get_xscale()} scale; batch 1)")
+    ax.set_ylabel("top-1 on the eval pack, %")
+    ax.set_title("Accuracy against latency (marker area: file size)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def write(out: Path) -> dict:
+    """Read OUT/results/*.json, write OUT/report.json, report.md and report.png; returns the report."""
+    out = Path(out)
+    rows, sources = load(out / RESULTS)
+    report = {"artifact": REPORT_JSON, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sources": sources,
+              "results": rows}
+    files.write_json(out / REPORT_JSON, report)
+    files.write_bytes(out / REPORT_MD, (markdown(rows) + "\n").encode("utf-8"))
+    plot(rows, out / REPORT_PNG)
+    return report

@@ -1,0 +1,192 @@
+"""Fixtures of the benchmark tests: tiny exported models, a real sshd, a tflite-runtime-only venv."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_blobs
+
+RES, CLASSES = 16, 4
+LABELS = [f"c{i}" for i in range(CLASSES)]
+VARIANTS = ("float32", "dynamic_int8", "int8")
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobilenet-deploy"
+TFLITE_RUNTIME_VENV = CACHE / "venv-tflite-runtime-2.14.0-numpy1"
+TFLITE_RUNTIME_REQUIREMENTS = ["numpy<2", "tflite-runtime==2.14.0"]
+
+
+@pytest.fixture(scope="session")
+def bench_build(tmp_path_factory):
+    """A build/ folder as export leaves it, in seconds: float32, dynamic_int8 and int8 .tflite
+    (with metadata) of a small CNN trained on the blob task, eval_pack.npz and manifest.json."""
+    import keras
+    from keras import layers
+
+    from export.bundle import write_eval_pack
+    from export.metadata import embed
+    from imagedata.dataset import Split
+    from imagedata.preprocess import Preprocessing
+    from quantize import convert
+    from quantize.config import QuantizeConfig, Variant
+
+    root = tmp_path_factory.mktemp("build")
+    p = Preprocessing(resolution=RES, channels=1)
+    x, y = make_blobs(600, RES, 1, CLASSES, seed=11)
+    train, test = slice(0, 400), slice(400, 600)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((RES, RES, 1))
+    h = layers.Conv2D(8, 3, strides=2, activation="relu", name="conv_1")(inp)
+    h = layers.DepthwiseConv2D(3, activation="relu", name="block_1_depthwise")(h)
+    h = layers.Conv2D(16, 1, activation="relu", name="block_1_project")(h)
+    out = layers.Dense(CLASSES, activation="softmax")(layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inp, out)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    model.fit(p.normalize(x[train]), y[train], epochs=8, batch_size=32, verbose=0)
+    convert._export_saved_model(model, root / "saved_model")
+    variants = []
+    for name in VARIANTS:
+        raw = convert.convert(root / "saved_model", Variant(name), QuantizeConfig(calibration_size=64),
+                              calibration=x[train][:64], preprocessing=p)
+        record = {"format": 1, "variant": name, "labels": LABELS, "preprocessing": p.to_dict(),
+                  "model": {"arch": "tiny-cnn", "resolution": RES}, "provenance": {"test": True}}
+        data = embed(raw, record)
+        (root / f"{name}.tflite").write_bytes(data)
+        variants.append({"name": name, "file": f"{name}.tflite", "size_bytes": len(data)})
+    write_eval_pack(root / "eval_pack.npz", Split(x[test], y[test]), LABELS, p, {"split": "test"})
+    (root / "manifest.json").write_text(json.dumps({"artifact": "manifest.json", "variants": variants}))
+    shutil.rmtree(root / "saved_model")
+    return SimpleNamespace(root=root, x=x[test], y=y[test], labels=LABELS,
+                           models=[root / f"{n}.tflite" for n in VARIANTS])
+
+
+def with_op_version(model: bytes, version: int = 99) -> bytes:
+    """The model with every stored operator version set to ``version``: what a runtime older
+    than the converter sees ("Didn't find op for builtin opcode ... version '99'")."""
+    from android_bench.device.tflite_metadata import _Flatbuffer, _model_root
+    fb = _Flatbuffer(model)
+    data, patched = bytearray(model), 0
+    for code in fb.tables(fb.field(_model_root(fb), 1)):   # Model.operator_codes
+        pos = fb.field(code, 2)                            # OperatorCode.version, int32
+        if pos is not None:
+            struct.pack_into("<i", data, pos, version)
+            patched += 1
+    if not patched:
+        raise ValueError("no operator stores its version explicitly")
+    return bytes(data)
+
+
+def shadow_runtimes(folder: Path) -> Path:
+    """A folder that, first on PYTHONPATH, makes the three runtimes fail to import."""
+    for name in ("ai_edge_litert", "tflite_runtime", "tensorflow"):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        (folder / name / "__init__.py").write_text(
+            f"raise ModuleNotFoundError({f'No module named {name!r}'!r}, name={name!r})\n")
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """Debian's OpenSSH server on 127.0.0.1:<free port>, throwaway host and user keys, key login only.
+
+    Yields .spec (ssh://user@127.0.0.1:port) and .options (ssh arguments with the key and
+    a private known_hosts). Stopped at the end of the session."""
+    exe = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not os.path.isfile(exe):
+        pytest.skip("no sshd: apt-get install openssh-server (.ci/run does)")
+    d = tmp_path_factory.mktemp("sshd")
+    for key in ("host_key", "user_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "android_bench test",
+                        "-f", str(d / key)], check=True)
+    shutil.copy(d / "user_key.pub", d / "authorized_keys")
+    user = os.environ.get("USER") or __import__("getpass").getuser()
+    port = free_port()
+    (d / "sshd_config").write_text(f"""\
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {d / 'host_key'}
+PidFile {d / 'sshd.pid'}
+AuthorizedKeysFile {d / 'authorized_keys'}
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+AllowUsers {user}
+LogLevel ERROR
+""")
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)   # sshd's privilege separation directory
+    log = open(d / "sshd.log", "wb")
+    proc = subprocess.Popen([exe, "-D", "-e", "-f", str(d / "sshd_config")], stdout=log, stderr=log)
+    options = ("-F", "/dev/null", "-i", str(d / "user_key"), "-o", "IdentitiesOnly=yes",
+               "-o", f"UserKnownHostsFile={d / 'known_hosts'}", "-o", "StrictHostKeyChecking=accept-new")
+    probe = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-p", str(port), *options,
+             f"{user}@127.0.0.1", "true"]
+    deadline = time.monotonic() + 20
+    while True:
+        if proc.poll() is not None:
+            log.close()
+            pytest.fail(f"sshd exited {proc.returncode}: {(d / 'sshd.log').read_text()[-2000:]}")
+        if subprocess.run(probe, capture_output=True).returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"sshd did not accept a key login within 20 s: {(d / 'sshd.log').read_text()[-2000:]}")
+        time.sleep(0.2)
+    yield SimpleNamespace(spec=f"ssh://{user}@127.0.0.1:{port}", options=options, port=port, user=user,
+                          folder=d)
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def _pypi_reachable() -> bool:
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def tflite_runtime_python():
+    """A venv with only numpy<2 and tflite-runtime 2.14.0 (Raspberry Pi OS Bookworm's stack),
+    built once under ~/.cache/mobilenet-deploy and reused while it still imports."""
+    python = TFLITE_RUNTIME_VENV / "bin" / "python"
+    ready = TFLITE_RUNTIME_VENV / ".ready"
+    probe = [str(python), "-c", "import numpy, tflite_runtime; print(numpy.__version__, tflite_runtime.__version__)"]
+    if ready.is_file() and python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    if not _pypi_reachable():
+        pytest.skip("building the tflite-runtime venv needs PyPI, which is unreachable")
+    shutil.rmtree(TFLITE_RUNTIME_VENV, ignore_errors=True)
+    base = shutil.which("python3.11") or sys.executable   # tflite-runtime 2.14 has wheels up to 3.11
+    subprocess.run([base, "-m", "venv", str(TFLITE_RUNTIME_VENV)], check=True, capture_output=True)
+    r = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        *TFLITE_RUNTIME_REQUIREMENTS], capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        pytest.fail(f"pip install {' '.join(TFLITE_RUNTIME_REQUIREMENTS)} failed: {r.stderr[-2000:]}")
+    subprocess.run(probe, check=True, capture_output=True)
+    ready.write_text(" ".join(TFLITE_RUNTIME_REQUIREMENTS) + "\n")
+    return python

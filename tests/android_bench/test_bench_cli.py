@@ -1,0 +1,64 @@
+"""python -m android_bench run|report, the configuration, and `make bench`."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from android_bench.__main__ import cli
+from android_bench.config import BenchConfig, ConfigError, Runtime, Xnnpack
+from android_bench.device import evaluate, runner
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = ["--runs", "5", "--min-seconds", "0", "--warmup-runs", "1", "--warmup-seconds", "0"]
+
+
+def test_config_choices_are_the_device_runners():
+    assert [r.value for r in Runtime] == ["auto", *evaluate.RUNTIMES]
+    assert sorted(x.value for x in Xnnpack) == sorted(runner.XNNPACK_CHOICES)
+    args = BenchConfig(threads=[1, 2, 4], xnnpack="both").runner_args()
+    parsed = runner._parser().parse_args(["m.tflite", *args])
+    assert parsed.threads == (1, 2, 4) and parsed.xnnpack == "both" and parsed.runs == 50
+    with pytest.raises(ConfigError, match=r"threads must be integers >= 1 such as \(1, 2, 4\), got \(0,\)"):
+        BenchConfig(threads=(0,))
+    with pytest.raises(ConfigError, match="'fast' is not a valid Runtime"):
+        BenchConfig(runtime="fast")
+    with pytest.raises(ConfigError, match="protocol: runs must be"):
+        BenchConfig(protocol={"runs": 0})
+
+
+def test_cli_run_then_report(bench_build, tmp_path):
+    out = tmp_path / "bench"
+    r = CliRunner().invoke(cli, ["run", "--target", "local", "--threads", "1", *QUICK, "--out", str(out),
+                                 str(bench_build.root / "manifest.json")])
+    assert r.exit_code == 0, r.output
+    assert f"wrote {out / 'results' / 'local__ai_edge_litert.json'}" in r.output
+    assert "int8 threads=1 xnnpack=on: median" in r.output
+    r = CliRunner().invoke(cli, ["report", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "report.json").read_text())
+    assert [row["variant"] for row in doc["results"]] == ["float32", "dynamic_int8", "int8"]
+    assert "| int8 | ai_edge_litert 2.3.0 | 1 |" in (out / "report.md").read_text()
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_errors_are_messages(bench_build, tmp_path):
+    r = CliRunner().invoke(cli, ["run", "--target", "pi@host", str(bench_build.models[0])])
+    assert r.exit_code == 1 and "target must be 'local' or 'ssh://[user@]host[:port]', got 'pi@host'" in r.output
+    r = CliRunner().invoke(cli, ["run", "--out", str(tmp_path), str(tmp_path / "manifest.json")])
+    assert r.exit_code == 1 and "does not exist: export first (make export)" in r.output
+    r = CliRunner().invoke(cli, ["report", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "no results in" in r.output
+
+
+def test_make_bench_runs_the_target_then_the_report(tmp_path):
+    r = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "-n", "bench", f"OUT={tmp_path}",
+                        f"-o{tmp_path}/manifest.json", "TARGET=ssh://pi@raspberrypi", "THREADS=1,2,4"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (f"-m android_bench run --target ssh://pi@raspberrypi --threads 1,2,4 --out {tmp_path}/bench "
+            f"{tmp_path}/manifest.json" in " ".join(r.stdout.split()))
+    assert f"-m android_bench report --out {tmp_path}/bench" in r.stdout

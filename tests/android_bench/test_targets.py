@@ -1,0 +1,98 @@
+"""The host side against a real OpenSSH server on 127.0.0.1, and the messages when a target cannot run."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import stat
+import sys
+
+import pytest
+
+from android_bench import bench
+from android_bench.config import BenchConfig
+from android_bench.device.measure import Protocol
+from android_bench.targets import LocalTarget, SshTarget, TargetError, parse_target
+from tests.android_bench.conftest import free_port, shadow_runtimes
+
+QUICK = BenchConfig(threads=(1,), protocol=Protocol(warmup_runs=1, warmup_seconds=0, runs=5, min_seconds=0))
+
+
+def test_parse_target():
+    assert parse_target("local") == LocalTarget(python=sys.executable)
+    t = parse_target("ssh://pi@raspberrypi.local:2222", None, ["-i", "k"])
+    assert (t.user, t.host, t.port, t.python, t.options) == ("pi", "raspberrypi.local", 2222, "python3", ("-i", "k"))
+    assert t.command("true")[-2:] == ["pi@raspberrypi.local", "true"] and "BatchMode=yes" in t.command("x")
+    assert parse_target("ssh://10.0.0.7").login == "10.0.0.7" and parse_target("ssh://[::1]:22").host == "::1"
+    assert t.slug() == "ssh_pi@raspberrypi.local_2222"
+    for bad in ("pi@host", "ssh://", "ssh://a@b:c", "http://host"):
+        with pytest.raises(TargetError, match="target must be 'local' or 'ssh://"):
+            parse_target(bad)
+    with pytest.raises(TargetError, match="ssh port must be 1-65535, got 70000"):
+        parse_target("ssh://h:70000")
+
+
+def _leftovers():
+    return set(glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "android_bench.*")))
+
+
+def test_ssh_target_copies_runs_fetches_and_cleans_up(sshd, bench_build, tmp_path):
+    before = _leftovers()
+    target = parse_target(sshd.spec, sys.executable, sshd.options)
+    lines = []
+    result = bench.run(QUICK, target, [bench_build.root / "manifest.json"], bench_build.root / "eval_pack.npz",
+                       tmp_path / "bench", on_line=lines.append)
+    assert result.failed == [] and result.path == tmp_path / "bench/results" / \
+        f"ssh_{sshd.user}@127.0.0.1_{sshd.port}__ai_edge_litert.json"
+    doc = json.loads(result.path.read_text())
+    assert doc["target"] == sshd.spec and doc["host"]["python"] == sys.executable
+    rows = doc["results"]
+    assert [r["variant"] for r in rows] == ["float32", "dynamic_int8", "int8"]
+    assert all(r["target"] == sshd.spec and r["error"] is None and r["median_ms"] > 0 for r in rows)
+    assert all(r["sha256"] == doc["host"]["models"][r["file"]]["sha256"] for r in rows)   # copied intact
+    assert min(r["top1"] for r in rows) > 0.9 and rows[0]["agreement"] == 1.0
+    assert any(ln.startswith("[6/6] int8 threads=1 xnnpack=on: median") for ln in lines)
+    assert any("Python 3." in ln and "ai_edge_litert 2." in ln for ln in lines)
+    assert _leftovers() == before     # the temporary folder on the target is gone
+
+
+def test_unreachable_host_says_so(bench_build, tmp_path):
+    target = SshTarget(spec="ssh://nobody@127.0.0.1", python="python3", user="nobody", host="127.0.0.1",
+                       port=free_port(), options=("-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
+                                                  "-o", f"UserKnownHostsFile={tmp_path / 'kh'}"))
+    with pytest.raises(TargetError, match=r"cannot log in to nobody@127.0.0.1 \(port \d+\) over ssh: .*"
+                                          r"Connection refused.*ssh-copy-id -p \d+ nobody@127.0.0.1"):
+        bench.run(QUICK, target, bench_build.models[:1], None, tmp_path)
+
+
+def test_missing_python_says_what_to_install(sshd, bench_build, tmp_path):
+    target = parse_target(sshd.spec, "/nonexistent/python3", sshd.options)
+    with pytest.raises(TargetError, match=r"/nonexistent/python3 was not found on .*: install Python 3.9 or newer"):
+        bench.run(QUICK, target, bench_build.models[:1], None, tmp_path)
+
+
+def test_no_runtime_on_the_target_says_what_to_install(sshd, bench_build, tmp_path):
+    shadow = shadow_runtimes(tmp_path / "shadow")
+    wrapper = tmp_path / "python-without-runtime"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={shadow} exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    target = parse_target(sshd.spec, str(wrapper), sshd.options)
+    with pytest.raises(TargetError, match=r"no TFLite interpreter .*pip install ai-edge-litert.*"
+                                          r"pip install tflite-runtime 'numpy<2'"):
+        bench.run(QUICK, target, bench_build.models[:1], None, tmp_path)
+    assert not (tmp_path / "results").exists()
+
+
+def test_local_target_keeps_going_past_a_broken_variant(bench_build, tmp_path):
+    from tests.android_bench.conftest import with_op_version
+    models = tmp_path / "models"
+    models.mkdir()
+    for m in bench_build.models[::2]:
+        (models / m.name).write_bytes(m.read_bytes())
+    (models / "int16x8.tflite").write_bytes(with_op_version(bench_build.models[-1].read_bytes()))
+    result = bench.run(QUICK, LocalTarget(), sorted(models.glob("*.tflite")), bench_build.root / "eval_pack.npz",
+                       tmp_path / "bench")
+    assert result.failed == ["int16x8"]
+    rows = {r["variant"]: r for r in result.doc["results"]}
+    assert rows["int8"]["error"] is None and rows["int8"]["agreement"] > 0.9
+    assert "Didn't find op for builtin opcode" in rows["int16x8"]["error"]
