@@ -40,7 +40,7 @@ def main(images):
     from imagedata import fashion_mnist
     from imagedata.dataset import load_dataset
     from train.config import TrainConfig
-    from train.fit import build_model, compile_model, preprocessing_for, tf_dataset
+    from train.fit import TRANSLATE, build_model, compile_model, preprocessing_for, tf_dataset
 
     config = TrainConfig()
     p = preprocessing_for(config)
@@ -64,7 +64,7 @@ def main(images):
                     images // config.batch_size)
 
     flip = keras.layers.RandomFlip("horizontal")
-    shift = keras.layers.RandomTranslation(0.0625, 0.0625, fill_mode="constant")
+    shift = keras.layers.RandomTranslation(TRANSLATE, TRANSLATE, fill_mode="constant")
 
     def per_image(x, y):
         x = tf.image.resize(tf.cast(x[..., None], tf.float32), (p.resolution, p.resolution))
