@@ -21,7 +21,9 @@ Latency, per (model, threads, XNNPACK on/off), one image (batch 1):
   inputs), and no ``set_tensor``/``get_tensor`` copy is timed;
 * **statistics** over the timed runs, in ms: min, median, mean, p90, p99
   (linear interpolation between order statistics) and std (population, ddof=0).
-  The report quotes the median: robust to the occasional scheduler hiccup;
+  The report quotes the median: robust to the occasional scheduler hiccup.
+  Up to 1000 of the per-run times are kept (``samples_ms``, evenly spaced over
+  the timed period) for the report's bootstrap confidence intervals;
 * **peak RSS**: VmHWM of the process after the warm-up (``peak_rss_kb``; the
   timed runs add only their own list of samples), with VmRSS once numpy and
   the runtime were imported but before the model was loaded
@@ -110,7 +112,23 @@ def time_invoke(invoke: Callable[[], Any], protocol: Protocol,
         samples.append(clock() - t0)
     timed_seconds = clock() - start
     return {"first_ms": first * 1000.0, "warmup_runs": n, "warmup_seconds": warmup_seconds,
-            "runs": len(samples), "timed_seconds": timed_seconds, **summarize(samples)}
+            "runs": len(samples), "timed_seconds": timed_seconds, **summarize(samples),
+            "samples_ms": kept_samples(samples)}
+
+
+MAX_KEPT_SAMPLES = 1000
+
+
+def kept_samples(seconds: List[float], limit: int = MAX_KEPT_SAMPLES) -> List[float]:
+    """Per-run times in ms for the report's statistics (bootstrap intervals), in run order.
+
+    At most ``limit``: evenly spaced runs over the whole timed period, so a slow
+    drift (thermal throttling) stays visible; rounded to 0.1 us.
+    """
+    if len(seconds) > limit:
+        step = len(seconds) / limit
+        seconds = [seconds[int(i * step)] for i in range(limit)]
+    return [round(s * 1000.0, 4) for s in seconds]
 
 
 def latency(model: str, sample: Optional[np.ndarray], threads: Optional[int], xnnpack: bool,

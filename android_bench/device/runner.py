@@ -17,7 +17,9 @@ runtime cannot load, an op an older runtime lacks, a crash -- is recorded as
 that row's ``error`` and the others still run; the exit status is then 1, after
 the results are written. Agreement is the fraction of eval-pack images whose
 top-1 equals the reference model's (``--reference``, by default the file
-named float32.tflite); it is None when the reference itself failed.
+named float32.tflite); it is None when the reference itself failed. The
+per-image top-1 of every variant is kept too (``predictions``: variant -> list
+over the eval-pack images used), so the host can compare targets image by image.
 
 Progress goes to stderr as ``[k/N] ...`` lines (the host turns them into a
 progress bar); the results JSON goes to ``--out``, written under a temporary
@@ -167,7 +169,9 @@ def _sample(eval_pack: str, work: str) -> str:
     return path
 
 
-def measure_all(args: argparse.Namespace, work: str, progress: Progress) -> List[Dict[str, Any]]:
+def measure_all(args: argparse.Namespace, work: str, progress: Progress
+                ) -> Tuple[List[Dict[str, Any]], Dict[str, List[int]]]:
+    """(one row per model, threads and XNNPACK setting; per-image top-1 of each model)."""
     import numpy as np
 
     from android_bench.device.evaluate import agreement
@@ -226,7 +230,9 @@ def measure_all(args: argparse.Namespace, work: str, progress: Progress) -> List
         ok = reference is not None and pred is not None and pred.shape == reference.shape
         row["agreement"] = agreement(pred, reference) if ok else None
         row["reference"] = args.reference if ok else None
-    return rows
+    # Per-image top-1 of each variant, for what needs the images themselves: agreement with
+    # another target's predictions, McNemar's test between variants.
+    return rows, {name: [int(v) for v in pred] for name, pred in predictions.items()}
 
 
 def _write_json(path: str, doc: Dict[str, Any]) -> None:
@@ -282,7 +288,7 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"with {env['runtime']} {env['runtime_version']}", file=sys.stderr, flush=True)
     work = tempfile.mkdtemp(prefix="android_bench_jobs.")
     try:
-        rows = measure_all(args, work, progress)
+        rows, predictions = measure_all(args, work, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for row in rows:
@@ -296,7 +302,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "batch_size": args.batch_size, "eval_images": args.eval_images,
                         "eval_threads": args.eval_threads or max(args.threads), "reference": args.reference,
                         "eval_pack": os.path.basename(args.eval_pack) if args.eval_pack else None},
-           "results": rows}
+           "results": rows, "predictions": predictions}
     _write_json(args.out, doc)
     failed = sorted({r["variant"] for r in rows if r["error"]})
     if failed:
