@@ -160,6 +160,26 @@ def series(rows: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def _annotate(ax, labels: list[tuple]) -> None:
+    """Name each point; a label that would overprint one already placed moves up a line.
+
+    Variants often land on the same spot (float32 and dynamic_int8 agree to the
+    image and run at the same speed), which would print their names on top of
+    each other.
+    """
+    ax.autoscale_view()
+    pt = ax.figure.dpi / 72          # display pixels per point
+    placed: list[tuple] = []         # where the labels placed so far start, in points
+    for name, x, y in sorted(labels, key=lambda v: (v[1], v[2])):
+        px, py = ax.transData.transform((x, y)) / pt
+        dy = 6
+        while any(abs(px - qx) < 5 * max(len(name), 6) and abs(py + dy - qy) < 10 for qx, qy in placed):
+            dy += 10
+        placed.append((px, py + dy))
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, dy), fontsize=8,
+                    arrowprops=None if dy == 6 else {"arrowstyle": "-", "lw": 0.5, "color": "grey"})
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -170,14 +190,13 @@ def plot(rows: list[dict], path: Path) -> None:
     groups = series(rows)
     biggest = max((r["size_bytes"] or 0 for rs in groups.values() for r in rs), default=1) or 1
     markers = "osD^vP*X"
+    labels = []
     for i, (label, rs) in enumerate(sorted(groups.items())):
         x = [r["median_ms"] for r in rs]
         y = [100 * r["top1"] for r in rs]
         s = [30 + 600 * (r["size_bytes"] or 0) / biggest for r in rs]   # area ∝ file size
         ax.scatter(x, y, s=s, alpha=0.6, marker=markers[i % len(markers)], label=label, edgecolors="black")
-        for r, xi, yi in zip(rs, x, y):
-            ax.annotate(r["variant"], (xi, yi), textcoords="offset points",
-                        xytext=(6, 6), fontsize=8)
+        labels += [(r["variant"], xi, yi) for r, xi, yi in zip(rs, x, y)]
     if not groups:
         ax.text(0.5, 0.5, "no successful measurement with accuracy", ha="center", transform=ax.transAxes)
     else:
@@ -186,6 +205,7 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        _annotate(ax, labels)
         legend = ax.legend(fontsize=8, loc="best")
         for handle in legend.legend_handles:
             handle.set_sizes([40])
