@@ -2,10 +2,14 @@
 #   make export                 set up .venv, fetch data, train, quantize, export, evaluate
 #   make bench                  measure every variant here, then merge all results into OUT/bench/report.*
 #   make bench TARGET=ssh://pi@raspberrypi THREADS=1,2,4    the same on a Pi, over ssh (key login)
+#   make pi-emu                 (root) build the emulated arm64 Pi once, cached in ~/.cache/mobilenet-deploy/pi-emu;
+#                               then make bench TARGET=pi-emu runs every variant in it with each runtime
+#   make sweep                  train, export and bench the grid in sweep.toml (SWEEP=grid.toml) into OUT/sweep
 #   make test                   the fast test suite; CI adds the slow and arm ones
 # Knobs (empty = the defaults in train/config.py): ARCH ALPHA RES EPOCHS DATA OUT
 #   and for quantize/export (defaults in quantize/config.py, export/config.py):
 #   VARIANTS (comma-separated) IO CALIB GRANULARITY EVAL_SIZE
+#   MAX_DROP=PTS: int8 may lose at most PTS top-1 points on val, else its worst layers stay float32
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -24,12 +28,14 @@ IO          ?=
 CALIB       ?=
 GRANULARITY ?=
 EVAL_SIZE   ?=
+MAX_DROP    ?=
 
 TRAIN_ARGS := $(if $(ARCH),--arch $(ARCH)) $(if $(ALPHA),--alpha $(ALPHA)) \
               $(if $(RES),--resolution $(RES)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
               $(if $(DATA),--data $(DATA))
 QUANTIZE_ARGS := $(if $(VARIANTS),--variants $(VARIANTS)) $(if $(IO),--io $(IO)) \
-                 $(if $(CALIB),--calibration-size $(CALIB)) $(if $(GRANULARITY),--granularity $(GRANULARITY))
+                 $(if $(CALIB),--calibration-size $(CALIB)) $(if $(GRANULARITY),--granularity $(GRANULARITY)) \
+                 $(if $(MAX_DROP),--max-drop $(MAX_DROP))
 EXPORT_ARGS   := $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE))
 
 # Benchmark knobs: TARGET local or ssh://user@host[:port]; THREADS e.g. 1,2,4; BENCH_PYTHON
@@ -45,11 +51,12 @@ MARK   ?= not slow and not arm and not network and not device
 
 SRC_DATA  := $(wildcard imagedata/*.py)
 SRC_TRAIN := $(wildcard train/*.py)
-SRC_QUANTIZE := $(wildcard quantize/*.py)
+# The accuracy budget (MAX_DROP) measures top-1 with the device evaluator.
+SRC_QUANTIZE := $(wildcard quantize/*.py) android_bench/device/evaluate.py
 # Only what export runs: the benchmark host side can change without re-exporting.
 SRC_EXPORT   := $(wildcard export/*.py) android_bench/device/evaluate.py android_bench/device/tflite_metadata.py
 
-.PHONY: all venv train quantize export bench profile test clean FORCE
+.PHONY: all venv train quantize export bench pi-emu sweep profile test clean FORCE
 all: export
 
 venv: $(STAMP)
@@ -93,9 +100,21 @@ export: $(OUT)/manifest.json
 
 # Always runs: a benchmark is a measurement of now. The report is rebuilt even when some
 # variants failed on the target (they show as failed); make still exits non-zero then.
-bench: $(OUT)/manifest.json
+# Debian bookworm arm64 + tflite-runtime + ai-edge-litert under qemu-user: ~5 min once, seconds after.
+pi-emu: $(STAMP)
+	$(PY) -m android_bench pi-emu
+
+bench: $(OUT)/manifest.json $(if $(filter pi-emu,$(TARGET)),pi-emu)
 	$(PY) -m android_bench run $(BENCH_ARGS) --out $(OUT)/bench $(OUT)/manifest.json; rc=$$?; \
 	  $(PY) -m android_bench report --out $(OUT)/bench && exit $$rc
+
+# The grid file sets the target and threads; TARGET, THREADS and BENCH_PYTHON given to make override it.
+# Every stage is cached per configuration in OUT/sweep/<config-id>/, so this reruns only what changed.
+SWEEP ?= sweep.toml
+SWEEP_ARGS = $(if $(filter command line environment,$(origin TARGET)),--target $(TARGET)) \
+             $(if $(THREADS),--threads $(THREADS)) $(if $(BENCH_PYTHON),--python $(BENCH_PYTHON))
+sweep: $(STAMP)
+	$(PY) -m android_bench sweep $(SWEEP) --out $(OUT)/sweep $(strip $(SWEEP_ARGS))
 
 profile: $(STAMP)
 	$(PY) -m train profile $(if $(ARCH),--arch $(ARCH)) $(if $(ALPHA),--alpha $(ALPHA)) \

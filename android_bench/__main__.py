@@ -64,9 +64,12 @@ def cli():
 @cli.command()
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--target", default="local", show_default=True,
-              help="'local', or ssh://[user@]host[:port] (key login; ssh runs with BatchMode=yes)")
+              help="'local', or ssh://[user@]host[:port] (key login; ssh runs with BatchMode=yes), or adb[:SERIAL] "
+                   "(an Android phone, measured with TFLite's benchmark_model), or pi-emu (the emulated arm64 Pi "
+                   "of `make pi-emu`, once per runtime) or chroot://PATH (a root file system here)")
 @click.option("--python", "python", default=None,
-              help="the target's Python  [default: this one for local, python3 over ssh]")
+              help="the target's Python  [default: this one for local, python3 over ssh; on a phone, for accuracy "
+                   "only: python3 if the adb shell has one]")
 @click.option("--threads", type=ThreadList(), default=",".join(map(str, _DEFAULT.threads)), show_default=True,
               help="interpreter thread counts to sweep")
 @click.option("--xnnpack", type=click.Choice([x.value for x in Xnnpack]), default=_DEFAULT.xnnpack.value,
@@ -88,8 +91,17 @@ def cli():
               help="ssh private key (ssh -i)")
 @click.option("-o", "--ssh-option", "ssh_options", multiple=True,
               help="ssh -o option, repeatable: -o Port=2222 -o UserKnownHostsFile=...")
+@click.option("--benchmark-binary", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              envvar="ANDROID_BENCH_BENCHMARK_MODEL", show_envvar=True,
+              help="adb targets: TFLite's benchmark_model for the phone's ABI (android_aarch64_benchmark_model)")
+@click.option("--gpu", is_flag=True, help="adb targets: also measure with the GPU delegate (--use_gpu)")
+@click.option("--nnapi", is_flag=True, help="adb targets: also measure with the NNAPI delegate (--use_nnapi)")
+@click.option("--op-profiling", is_flag=True, help="adb targets: per-op timings (--enable_op_profiling) in report.md")
+@click.option("--cpu-mask", default=None, help="adb targets: run under `taskset MASK` (hex, e.g. f0 = CPUs 4-7)")
+@click.option("--big-cores", is_flag=True, help="adb targets: pin to the CPUs with the highest max clock")
 def run(models, target, python, threads, xnnpack, runtime, eval_pack, no_accuracy, eval_images, runs, min_seconds,
-        warmup_runs, warmup_seconds, out, identity, ssh_options):
+        warmup_runs, warmup_seconds, out, identity, ssh_options, benchmark_binary, gpu, nnapi, op_profiling,
+        cpu_mask, big_cores):
     """Benchmark MODELS (.tflite files, or a manifest.json; default build/manifest.json) on a target."""
     from android_bench import bench
     from android_bench.device.measure import ProtocolError
@@ -106,15 +118,29 @@ def run(models, target, python, threads, xnnpack, runtime, eval_pack, no_accurac
             eval_pack = None
         elif eval_pack is None:
             eval_pack = resolved[0].parent / bench.EVAL_PACK
-        result = bench.run(config, where, resolved, eval_pack, out, on_line=on_line)
+        if target == "adb" or target.startswith("adb:"):   # TFLite's benchmark_model on a phone
+            from android_bench import adb_bench
+            phone = adb_bench.PhoneOptions(benchmark_binary, gpu, nnapi, op_profiling, cpu_mask, big_cores, python)
+            results = [adb_bench.run(config, where, resolved, eval_pack, out, phone, on_line=on_line)]
+        else:   # pi-emu: once per runtime installed there, each into its own results file
+            results = []
+            for one_target, one_config in bench.per_runtime(where, config, python):
+                if results:   # a fresh progress bar for the next runtime
+                    close()
+                    on_line, close = _progress_printer()
+                results.append(bench.run(one_config, one_target, resolved, eval_pack, out, on_line=on_line))
+                on_line(f"wrote {results[-1].path}")
     except (ConfigError, ProtocolError, TargetError, bench.BenchError) as e:
         close()
         raise click.ClickException(str(e)) from None
     close()
-    click.echo(f"wrote {result.path}")
-    if result.failed:
-        raise click.ClickException(f"{len(result.failed)} variants failed on {target}: "
-                                   f"{', '.join(result.failed)} (errors in {result.path}); the others were measured")
+    for result in results:
+        click.echo(f"wrote {result.path}")
+    failed = [result for result in results if result.failed]
+    if failed:
+        raise click.ClickException("; ".join(
+            f"{len(r.failed)} variants failed on {target}: {', '.join(r.failed)} (errors in {r.path})"
+            for r in failed) + "; the others were measured")
 
 
 @cli.command()
@@ -129,6 +155,131 @@ def report(out):
         raise click.ClickException(str(e)) from None
     click.echo(merge.markdown(doc["results"]))
     click.echo(f"wrote {out / merge.REPORT_JSON}, {out / merge.REPORT_MD} and {out / merge.REPORT_PNG}")
+
+
+@cli.command()
+@click.option("--target", default="local", show_default=True, help="as for `run`: local, ssh://[user@]host[:port], ...")
+@click.option("--python", "python", default=None, help="the target's Python  [default: as for `run`]")
+@click.option("--runtime", type=click.Choice([r.value for r in Runtime]), default=_DEFAULT.runtime.value,
+              show_default=True, help="the runtime to judge; auto: the one `run` would pick")
+@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="also show which ops of this .tflite XNNPACK takes on the target (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="print the checklist and the facts as JSON")
+@click.option("-i", "--identity", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="ssh private key (ssh -i)")
+@click.option("-o", "--ssh-option", "ssh_options", multiple=True, help="ssh -o option, repeatable")
+def doctor(target, python, runtime, models, as_json, identity, ssh_options):
+    """Check a target before a benchmark: runtimes, numpy, XNNPACK int8, CPU features, governor, heat.
+
+    Exits 1 when a FAIL item would stop `run`."""
+    import json
+
+    from android_bench import doctor as checkup
+    from android_bench.targets import TargetError, parse_target
+    options = (["-i", identity] if identity else []) + [a for o in ssh_options for a in ("-o", o)]
+    try:
+        where = parse_target(target, python, options)
+        diagnosis = checkup.diagnose(where, runtime, models)
+    except (TargetError, checkup.DoctorError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps(diagnosis.to_dict(), indent=1) if as_json else diagnosis.text())
+    if diagnosis.failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("file", type=click.File("r", encoding="utf-8", errors="replace"))
+@click.option("--json", "as_json", is_flag=True, help="print every parsed field as JSON")
+def parse(file, as_json):
+    """Parse TFLite benchmark_model output (a file, or - for stdin; adb logcat lines too)."""
+    import json
+
+    from android_bench import benchmark_model
+    try:
+        parsed = benchmark_model.parse(file.read())
+    except benchmark_model.BenchmarkOutputError as e:
+        raise click.ClickException(f"{file.name}: {e}") from None
+    click.echo(json.dumps(parsed, indent=1) if as_json else benchmark_model.summary(parsed))
+
+
+@cli.command("pi-emu")
+@click.option("--check", is_flag=True, help="only check that this machine can emulate arm64 (root, qemu, binfmt_misc)")
+@click.option("--rebuild", is_flag=True, help="build it again even when the cached one is complete")
+@click.option("--mirror", default=None, help="Debian mirror  [default: the one apt uses here, else deb.debian.org]")
+def pi_emu(check, rebuild, mirror):
+    """Build the emulated Raspberry Pi once (arm64 bookworm + tflite-runtime + ai-edge-litert under qemu).
+
+    Cached under ~/.cache/mobilenet-deploy/pi-emu; then `run --target pi-emu`."""
+    from android_bench import pi_emu as emu
+    try:
+        host = emu.check_host()
+        if check:
+            click.echo(f"this machine can emulate arm64: {host['qemu_version'] or 'native aarch64'}, "
+                       f"binfmt_misc {host['binfmt']}")
+            return
+        stamp = emu.build(emu.ROOTFS, mirror, force=rebuild)
+    except emu.PiEmuError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{emu.ROOTFS}: Debian {stamp['recipe']['suite']} {stamp['recipe']['arch']}, built {stamp['built']}, "
+               + ", ".join(f"{name} {v['runtime_version']} (Python {v['python_version']}, numpy {v['numpy']})"
+                           for name, v in stamp["venvs"].items()))
+
+
+@cli.command()
+@click.argument("grid", type=click.Path(dir_okay=False, path_type=Path), default=Path("sweep.toml"))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("build/sweep"),
+              show_default=True, help="OUT/<config-id>/ per configuration; OUT/report.json, report.md, report.png")
+@click.option("--target", default=None, help="where to benchmark  [default: the grid's [bench] target, else local]")
+@click.option("--python", "python", default=None, help="the target's Python  [default: the grid's, else as for run]")
+@click.option("--threads", type=ThreadList(), default=None, help="thread counts  [default: the grid's]")
+@click.option("--remeasure", is_flag=True, help="benchmark again even where the results are up to date")
+@click.option("-i", "--identity", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="ssh private key (ssh -i)")
+@click.option("-o", "--ssh-option", "ssh_options", multiple=True, help="ssh -o option, repeatable")
+def sweep(grid, out, target, python, threads, remeasure, identity, ssh_options):
+    """Train, quantize, export and benchmark every configuration of GRID (a TOML file; default
+    sweep.toml), reusing the stages whose inputs did not change; report the Pareto front."""
+    import dataclasses
+    import os
+    import time
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # training and conversion run in this process
+    from android_bench.sweep import grid as sweep_grid
+    from android_bench.sweep import report as sweep_report
+    from android_bench.sweep import stages
+    from android_bench.targets import TargetError, parse_target
+    from imagedata.folder import ImageFolderError, layout
+    t0 = time.perf_counter()
+    options = (["-i", identity] if identity else []) + [a for o in ssh_options for a in ("-o", o)]
+    try:
+        config = sweep_grid.load(grid)
+        if threads:
+            config = dataclasses.replace(config, bench=dataclasses.replace(config.bench, threads=threads))
+        config = dataclasses.replace(config, target=target or config.target, python=python or config.python)
+        if config.target == "adb" or config.target.startswith("adb:"):
+            raise sweep_grid.GridError("the sweep measures with the Python device runner; a phone (adb) is "
+                                       "measured with benchmark_model: run `python -m android_bench run --target "
+                                       "adb OUT/<config-id>/manifest.json` for the configurations you want")
+        where = parse_target(config.target, config.python, options)
+        for data in sorted({c.train.data for c in config.configurations()} - {"fashion_mnist"}):
+            layout(Path(data))   # a wrong folder fails now, not after the first configuration trained
+        n = len(config.configurations())
+        click.echo(f"{n} configurations from {grid}, benchmarked on {config.target}; folders in {out}", err=True)
+        entries = stages.run(config, out, where, remeasure=remeasure, log=lambda line: click.echo(line, err=True))
+        doc = sweep_report.write(config, entries, out)
+    except (sweep_grid.GridError, ConfigError, TargetError, ImageFolderError) as e:
+        raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; the finished stages are kept in {out}/<config-id>/done/ and training from its "
+                   f"last epoch: run the same command again to continue.", err=True)
+        raise SystemExit(130)
+    click.echo(sweep_report.markdown(doc))
+    minutes, seconds = divmod(time.perf_counter() - t0, 60)
+    click.echo(f"wrote {out / sweep_report.REPORT_JSON}, {out / sweep_report.REPORT_MD} and "
+               f"{out / sweep_report.REPORT_PNG}; took {int(minutes)}m{seconds:04.1f}s")
+    failed = [e for e in entries if e.error]
+    if failed:
+        raise click.ClickException("; ".join(f"{e.configuration.id}: {e.error}" for e in failed))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -89,6 +89,17 @@ def _check(session: Session) -> dict:
     return version
 
 
+def per_runtime(target: Target, config: BenchConfig, python: str | None = None) -> list[tuple[Target, BenchConfig]]:
+    """The runs of one `run --target`: one per runtime venv of a pi-emu root file system
+    (``ChrootTarget.venvs``) when --runtime is auto (or that runtime's venv when one is named)
+    and no --python is given; otherwise just (target, config)."""
+    venvs = getattr(target, "venvs", ())
+    if python or not venvs:
+        return [(target, config)]
+    wanted = [name for name, _ in venvs] if config.runtime.value == "auto" else [config.runtime.value]
+    return [(target.with_runtime(name), replace(config, runtime=name)) for name in wanted]
+
+
 def run(config: BenchConfig, target: Target, models: Sequence[Path], eval_pack: Path | None, out: Path,
         on_line: Callable[[str], None] | None = None) -> BenchRun:
     """Benchmark ``models`` on ``target``; writes OUT/results/<target>__<runtime>.json."""
@@ -122,6 +133,7 @@ def run(config: BenchConfig, target: Target, models: Sequence[Path], eval_pack: 
             raise TargetError(f"the runner failed on {target.where} (exit {code}): {_error_text(err)}")
         doc = json.loads(session.read("results.json"))
     doc["target"] = target.spec
+    doc["emulation"] = target.emulation   # not None: the latencies are of an emulator, not of the CPU
     doc["host"] = {"started": started, "config": config.to_dict(), "python": target.python,
                    "models": {m.name: {"path": str(m), "sha256": files.sha256(m)} for m in models},
                    "eval_pack": ({"path": str(eval_pack), "sha256": files.sha256(eval_pack)}

@@ -8,6 +8,11 @@ Writes, each under a temporary name first:
   fingerprint and ``error`` (None unless it failed there), plus the speedup and
   change in top-1 against the float32 row of the same target, runtime, threads
   and XNNPACK setting -- a ratio across machines or runtimes would mix two effects;
+  on every target but ``local``, ``agreement_with_host`` (see agreement_with_host())
+  and ``emulation`` (not None: the latencies time an emulator such as qemu, not a CPU);
+  and the statistics of android_bench.stats: ``speedup_ci`` (95% bootstrap interval of the
+  speedup of the median), ``mcnemar_p`` (float32 against the variant on the same images) and
+  ``within_noise`` ({"latency", "top1"}: true when the difference is not distinguishable from noise);
 * ``report.md``: one table per target, with the machine it was measured on;
 * ``report.png``: top-1 against median latency, one point per variant, one
   series per target and runtime (and XNNPACK setting, when off was measured),
@@ -19,6 +24,7 @@ import json
 import time
 from pathlib import Path
 
+from android_bench import stats
 from android_bench.bench import RESULTS
 from quantize import files
 from quantize.config import Variant
@@ -29,7 +35,11 @@ VARIANT_ORDER = [v.value for v in Variant]
 ROW_KEYS = ("target", "variant", "runtime", "runtime_version", "threads", "xnnpack", "median_ms", "p90_ms",
             "min_ms", "mean_ms", "p99_ms", "std_ms", "runs", "init_ms", "first_ms", "peak_rss_kb",
             "baseline_rss_kb", "top1", "per_class_top1", "images", "agreement", "reference", "size_bytes",
-            "file", "sha256", "xnnpack_delegate_logged", "error")
+            "file", "sha256", "xnnpack_delegate_logged", "error",
+            # benchmark_model rows (android_bench.adb_bench): which delegate, whether median_ms is its
+            # median or its mean, where top-1 was measured, its memory lines and per-op profile
+            "delegate", "latency_statistic", "accuracy_source", "warmup_avg_ms", "peak_memory_mb",
+            "memory_init_mb", "memory_overall_mb", "op_profile")
 
 
 class ReportError(ValueError):
@@ -41,10 +51,10 @@ def load(results_dir: Path) -> tuple[list[dict], list[dict]]:
     paths = sorted(p for p in Path(results_dir).glob("*.json") if ".partial" not in p.name)
     if not paths:
         raise ReportError(f"no results in '{results_dir}': run `python -m android_bench run` (or make bench) first")
-    rows, sources = [], []
+    rows, sources, docs = [], [], {}
     for path in paths:
         try:
-            doc = json.loads(path.read_text())
+            doc = docs[path.name] = json.loads(path.read_text())
             results = doc["results"]
         except (ValueError, KeyError) as e:
             raise ReportError(f"'{path}' is not a results file of `python -m android_bench run` ({e}): "
@@ -55,20 +65,70 @@ def load(results_dir: Path) -> tuple[list[dict], list[dict]]:
             row = {k: r.get(k) for k in ROW_KEYS}
             row["target"] = row["target"] or doc.get("target")
             row.update(fingerprint=doc.get("fingerprint"), measured=doc.get("finished"), results_file=path.name,
-                       protocol=doc.get("protocol"))
+                       protocol=doc.get("protocol"), emulation=doc.get("emulation"))
             rows.append(row)
+    agreement_with_host(rows, docs)
     rows.sort(key=_order)
-    return compare(rows), sources
+    compare(rows)
+    stats.annotate(rows, docs, _key, REFERENCE)   # speedup_ci, mcnemar_p, within_noise (android_bench.stats)
+    return rows, sources
+
+
+def _predictions(doc: dict) -> dict:
+    """{model sha256: per-image top-1} of one results file (the runner's ``predictions``)."""
+    sha = {r["variant"]: r.get("sha256") for r in doc.get("results", [])}
+    return {sha[v]: p for v, p in (doc.get("predictions") or {}).items() if sha.get(v)}
+
+
+def _eval_pack_sha(doc: dict) -> str | None:
+    return ((doc.get("host") or {}).get("eval_pack") or {}).get("sha256")
+
+
+def agreement_with_host(rows: list[dict], docs: dict[str, dict]) -> None:
+    """Sets ``agreement_with_host`` on the rows of every target but ``local``.
+
+    The fraction of images whose top-1 on the target equals the host's (the ``local``
+    target's) for the same model file (sha256) and eval pack (sha256), over the images
+    both evaluated (each takes the pack's first N: ``agreement_with_host_images``). The host
+    result of the same runtime is preferred (then only the CPU differs), else any local one
+    (``host_runtime`` says which). None where no such host result exists: run
+    ``--target local`` on the same files first.
+    """
+    hosts = [(d.get("environment", {}).get("runtime"), d.get("environment", {}).get("runtime_version"),
+              _eval_pack_sha(d), _predictions(d)) for d in docs.values() if d.get("target") == "local"]
+    mine = {name: _predictions(d) for name, d in docs.items()}
+    for r in rows:
+        r.update(agreement_with_host=None, agreement_with_host_images=None, host_runtime=None, top1_vs_host=None)
+        doc = docs[r["results_file"]]
+        pred = mine[r["results_file"]].get(r["sha256"])
+        if r["target"] == "local" or pred is None:
+            continue
+        found = [h for h in hosts if h[2] is not None and h[2] == _eval_pack_sha(doc) and r["sha256"] in h[3]]
+        found.sort(key=lambda h: h[0] != r["runtime"])
+        if not found:
+            continue
+        runtime, version, _, host = found[0]
+        ref = host[r["sha256"]]
+        n = min(len(ref), len(pred))
+        if n:
+            r.update(agreement_with_host=sum(a == b for a, b in zip(pred[:n], ref[:n])) / n,
+                     agreement_with_host_images=n, host_runtime=f"{runtime} {version}")
+        # Δ top-1 only over the same images: the host row of that runtime with as many images
+        same = [h for h in rows if h["target"] == "local" and h["sha256"] == r["sha256"] and h["runtime"] == runtime
+                and h["top1"] is not None and h["images"] == r["images"] == n and r["top1"] is not None]
+        r["top1_vs_host"] = r["top1"] - same[0]["top1"] if same else None
 
 
 def _order(row: dict):
     v = row["variant"]
     rank = VARIANT_ORDER.index(v) if v in VARIANT_ORDER else len(VARIANT_ORDER)
-    return (row["target"] or "", row["runtime"] or "", not row.get("xnnpack", True), row["threads"] or 0, rank, v)
+    return (row["target"] or "", row["runtime"] or "", not row.get("xnnpack", True), row.get("delegate") or "",
+            row["threads"] or 0, rank, v)
 
 
 def _key(row: dict) -> tuple:
-    return (row["target"], row["runtime"], row["runtime_version"], row["threads"], row.get("xnnpack"))
+    return (row["target"], row["runtime"], row["runtime_version"], row["threads"], row.get("xnnpack"),
+            row.get("delegate"))
 
 
 def compare(rows: list[dict]) -> list[dict]:
@@ -103,7 +163,9 @@ def machine_line(fp: dict | None) -> str:
     if not fp:
         return "machine unknown"
     parts = [f"{fp.get('hostname')}: {fp.get('cpu') or fp.get('arch')}", f"{fp.get('cores')} cores",
-             f"{fp.get('arch')}", f"{fp.get('os')}", f"Python {fp.get('python')}", f"numpy {fp.get('numpy')}"]
+             f"{fp.get('arch')}", f"{fp.get('os')}"]
+    if fp.get("python") or fp.get("numpy"):   # a phone measured with benchmark_model has neither
+        parts += [f"Python {fp.get('python')}", f"numpy {fp.get('numpy')}"]
     if fp.get("governor"):
         parts.append(f"governor {fp['governor']}")
     temps = fp.get("temperature_c") or {}
@@ -119,12 +181,14 @@ def markdown(rows: list[dict]) -> str:
     for target in sorted({r["target"] for r in rows}):
         mine = [r for r in rows if r["target"] == target]
         latest = max(mine, key=lambda r: r["measured"] or "")
-        out += [f"## {target}", "", machine_line(latest["fingerprint"]), "",
+        out += [f"## {target}", "", machine_line(latest["fingerprint"]), "", *_emulation_note(mine),
                 "| variant | runtime | threads | size | median | p90 | speedup vs float32 | top-1 | "
                 "Δ top-1 vs float32 | agreement |",
                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in mine:
-            runtime = f"{r['runtime']} {r['runtime_version']}" + ("" if r.get("xnnpack", True) else ", no XNNPACK")
+            runtime = f"{r['runtime']} {r['runtime_version']}" + (
+                f", {r['delegate'].upper()} delegate" if r.get("delegate") in ("gpu", "nnapi") else
+                "" if r.get("xnnpack", True) else ", no XNNPACK")
             if r["error"]:
                 error = r["error"].replace("|", "/").replace("\n", " ")
                 out.append(f"| {r['variant']} | {runtime} | {r['threads']} | {_size(r['size_bytes'])} | "
@@ -132,9 +196,12 @@ def markdown(rows: list[dict]) -> str:
                 continue
             speedup = "-" if r["speedup_vs_float32"] is None else f"{r['speedup_vs_float32']:.2f}x"
             change = "-" if r["top1_vs_float32"] is None else f"{100 * r['top1_vs_float32']:+.2f} pt"
+            mean = " (mean)" if r.get("latency_statistic") == "mean" else ""   # a benchmark_model without median
+            mean += " (emulated)" if r.get("emulation") else ""
+            where = f" ({r['accuracy_source']})" if r.get("accuracy_source") == "host-evaluated" else ""
             out.append(f"| {r['variant']} | {runtime} | {r['threads']} | {_size(r['size_bytes'])} | "
-                       f"{_ms(r['median_ms'])} | {_ms(r['p90_ms'])} | {speedup} | {_pct(r['top1'])} | {change} | "
-                       f"{_pct(r['agreement'])} |")
+                       f"{_ms(r['median_ms'])}{mean} | {_ms(r['p90_ms'])} | {speedup} | {_pct(r['top1'])}{where} | "
+                       f"{change} | {_pct(r['agreement'])} |")
         proto = latest.get("protocol") or {}
         images = sorted({r["images"] for r in mine if r["images"]})
         out += ["", f"Latency: median and p90 of at least {proto.get('runs', '?')} timed `invoke()` calls "
@@ -142,7 +209,41 @@ def markdown(rows: list[dict]) -> str:
                     f"{proto.get('warmup_runs', '?')} runs and {proto.get('warmup_seconds', '?')} s. "
                     f"Top-1 and agreement with float32 on {', '.join(map(str, images)) or '?'} eval-pack images.",
                 ""]
+        if any(r["runtime"] == "benchmark_model" for r in mine):
+            from android_bench.benchmark_model import markdown_notes, op_profile_markdown
+            out += markdown_notes(mine, proto) + op_profile_markdown(mine)
+        out += stats.markdown(mine, REFERENCE)
+        if target != "local":
+            out += host_agreement_markdown(mine)
     return "\n".join(out)
+
+
+def _emulation_note(rows: list[dict]) -> list[str]:
+    emulated = sorted({r["emulation"] for r in rows if r.get("emulation")})
+    if not emulated:
+        return []
+    return [f"**Emulated latencies:** this target ran under {'; '.join(emulated)}. Its latencies time instruction "
+            f"emulation, not the CPU: they are not real-time figures and compare with nothing. Its top-1 and "
+            f"agreement are real results of the target's kernels (the ARM ones for an arm64 target).", ""]
+
+
+def host_agreement_markdown(rows: list[dict]) -> list[str]:
+    """Per variant and runtime: agreement of this target's predictions with the host's, and Δ top-1."""
+    seen, lines = set(), []
+    for r in rows:
+        key = (r["variant"], r["runtime"], r["runtime_version"])
+        if r.get("agreement_with_host") is None or key in seen:
+            continue
+        seen.add(key)
+        change = "-" if r.get("top1_vs_host") is None else f"{100 * r['top1_vs_host']:+.2f} pt"
+        lines.append(f"| {r['variant']} | {r['runtime']} {r['runtime_version']} | {_pct(r['agreement_with_host'])} "
+                     f"| {r['agreement_with_host_images']} | {r['host_runtime']} | {change} |")
+    if not lines:
+        return ["Agreement with the host: no `local` results for the same model files and eval pack "
+                "(run `python -m android_bench run --target local` on them for it).", ""]
+    return ["Predictions against the host's (target `local`, same model file and images):", "",
+            "| variant | runtime | agreement with host | images | host runtime | Δ top-1 vs host |",
+            "|---|---|---:|---:|---|---:|", *lines, ""]
 
 
 def series(rows: list[dict]) -> dict[str, list[dict]]:
@@ -150,13 +251,16 @@ def series(rows: list[dict]) -> dict[str, list[dict]]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if not r["error"] and r["median_ms"] is not None and r["top1"] is not None:
-            key = (r["target"], r["runtime"], r["runtime_version"], r.get("xnnpack", True) is not False)
+            key = (r["target"], r["runtime"], r["runtime_version"], r.get("xnnpack", True) is not False,
+                   r.get("delegate") if r.get("delegate") in ("gpu", "nnapi") else None)
             groups.setdefault(key, []).append(r)
     out = {}
-    for (target, runtime, version, xnnpack), rs in groups.items():
+    for (target, runtime, version, xnnpack, delegate), rs in groups.items():
         threads = min(r["threads"] for r in rs)
         label = f"{target} · {runtime} {version} · {threads} thread{'s' if threads > 1 else ''}"
-        out[label + ("" if xnnpack else " · no XNNPACK")] = [r for r in rs if r["threads"] == threads]
+        label += f" · {delegate.upper()}" if delegate else "" if xnnpack else " · no XNNPACK"
+        label += " · emulated latency" if any(r.get("emulation") for r in rs) else ""
+        out[label] = [r for r in rs if r["threads"] == threads]
     return out
 
 

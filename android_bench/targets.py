@@ -3,6 +3,9 @@
     local                     a temporary folder here, the given Python (default: this one)
     ssh://pi@raspberrypi      key login, port 22, the target's python3
     ssh://pi@10.0.0.7:2222
+    pi-emu                    the emulated Raspberry Pi 4 (arm64 bookworm under qemu; make pi-emu)
+    pi5-emu                   the same file system emulating a Pi 5's CPU (Cortex-A76)
+    chroot:///srv/rootfs      any root file system on this machine, entered with chroot (as root)
 
 Both go through a shell command on the target, so they share every step:
 make a temporary folder (``mktemp -d``), unpack a tar stream of the runner's
@@ -14,12 +17,13 @@ waiting at a password prompt no one sees.
 from __future__ import annotations
 
 import io
+import os
 import re
 import shlex
 import subprocess
 import sys
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -53,6 +57,11 @@ class Target:
 
     def check_reachable(self) -> None:
         pass
+
+    @property
+    def emulation(self) -> str | None:
+        """How the target's CPU is emulated (qemu), None on real hardware: its latencies are then not real."""
+        return None
 
     def slug(self) -> str:
         """The target as a file name: results/<slug>__<runtime>.json."""
@@ -100,13 +109,87 @@ class SshTarget(Target):
             f"`ssh -p {self.port} {self.login} true` must succeed")
 
 
+@dataclass(frozen=True)
+class ChrootTarget(Target):
+    """A root file system on this machine, entered with chroot (android_bench.pi_emu.enter).
+
+    ``pi-emu`` is the emulated Raspberry Pi that ``make pi-emu`` builds: arm64 Debian
+    bookworm whose programs run under qemu-aarch64 as a Cortex-A72 (``pi5-emu``: the same
+    file system as a Cortex-A76, the Pi 5's, with dot-product and fp16 instructions), one venv per
+    runtime (``venvs``: one run each when --runtime is auto and --python is not given).
+    ``chroot://PATH`` is any root file system (relative paths are from here); an aarch64 one
+    runs under qemu as the same Cortex-A72.
+    """
+    root: str = ""
+    qemu_cpu: str | None = None
+    venvs: tuple = ()          # ((runtime, its Python inside the root), ...), from the root's pi-emu.json
+
+    @classmethod
+    def parse(cls, spec: str, python: str | None = None) -> "ChrootTarget":
+        from android_bench import pi_emu
+        if spec in pi_emu.TARGETS:
+            root, cpu = pi_emu.ROOTFS, pi_emu.TARGETS[spec]
+            try:
+                stamp = pi_emu.ready(root)
+            except pi_emu.PiEmuError as e:
+                raise TargetError(str(e)) from None
+        else:
+            path = spec[len("chroot://"):]
+            if not path:
+                raise TargetError(f"chroot:// needs the root file system's folder: chroot:///srv/rootfs, got {spec!r}")
+            root = Path(path).resolve()
+            cpu = pi_emu.emulated_cpu(root)
+            stamp = pi_emu.read_stamp(root) or {}
+        venvs = tuple((name, v["python"]) for name, v in stamp.get("venvs", {}).items())
+        return cls(spec=spec, python=python or (venvs[0][1] if venvs else "python3"), root=str(root),
+                   qemu_cpu=cpu, venvs=venvs)
+
+    def with_runtime(self, runtime: str) -> "ChrootTarget":
+        """This target with the Python of the venv that holds ``runtime``."""
+        pythons = dict(self.venvs)
+        if runtime not in pythons:
+            raise TargetError(f"{self.where} has no venv with {runtime} (it has: {', '.join(pythons) or 'none'}); "
+                              f"pass --python /path/inside/the/root/to/python3")
+        return replace(self, python=pythons[runtime])
+
+    @property
+    def where(self) -> str:
+        return f"the emulated Pi ({self.spec}, {self.root})" if self.spec.endswith("-emu") else f"the chroot {self.root}"
+
+    @property
+    def emulation(self) -> str | None:
+        from android_bench import pi_emu
+        return pi_emu.emulation(self.root, self.qemu_cpu)
+
+    def command(self, shell_command: str) -> list[str]:
+        from android_bench import pi_emu
+        return pi_emu.enter(self.root, ["/bin/sh", "-c", shell_command], self.qemu_cpu)
+
+    def check_reachable(self) -> None:
+        from android_bench import pi_emu
+        try:
+            pi_emu.check_rootfs(self.root)
+        except pi_emu.PiEmuError as e:
+            raise TargetError(str(e)) from None
+
+
 def parse_target(spec: str, python: str | None = None, ssh_options: Sequence[str] = ()) -> Target:
     """``local`` or ``ssh://[user@]host[:port]``; ``python`` is the target's interpreter."""
     if spec == "local":
+        # The runner runs in a temporary folder: a relative path (.venv/bin/python) is made
+        # absolute here, a bare name (python3) stays a name looked up on PATH.
+        if python and os.sep in python:
+            python = os.path.abspath(python)
         return LocalTarget(python=python or sys.executable)
+    if spec in ("pi-emu", "pi5-emu") or spec.startswith("chroot://"):
+        return ChrootTarget.parse(spec, python)
+    if spec == "adb" or spec.startswith("adb:"):   # an Android phone: android_bench.adb
+        from android_bench.adb import AdbTarget
+        return AdbTarget.from_spec(spec, python)
     m = re.fullmatch(r"ssh://(?:([^@/:\s]+)@)?([^@/:\s\[\]]+|\[[0-9a-fA-F:]+\])(?::(\d+))?/?", spec)
     if not m:
-        raise TargetError(f"target must be 'local' or 'ssh://[user@]host[:port]', got {spec!r}")
+        raise TargetError(f"target must be 'local', 'ssh://[user@]host[:port]', 'pi-emu', 'chroot://PATH' "
+                          f"or 'adb[:SERIAL]', got {spec!r}")
     port = int(m.group(3) or 22)
     if not 0 < port < 65536:
         raise TargetError(f"ssh port must be 1-65535, got {port} in {spec!r}")

@@ -105,6 +105,8 @@ def _variant_entry(v: dict, path: Path, result, clf: Classifier, reference, summ
             "agreement": agreement(result.predictions, reference.predictions) if reference else None,
             "per_class_top1": result.per_class_top1,
             "quantization": v["converter"],
+            # int8 under an accuracy budget (quantize --max-drop): the layers kept in float32.
+            **({"float_layers": v["float_layers"]} if "float_layers" in v else {}),
             "converter": {"api": summary["converter"]["api"], "version": summary["converter"]["tensorflow"]},
             "tensorflow": summary["converter"]["tensorflow"],
             "eval_seconds": result.seconds}
@@ -172,6 +174,8 @@ def run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | Non
         "model": {k: v for k, v in source.items()
                   if k not in ("artifact", "labels", "preprocessing", "timing", "machine")},
         "quantize": {"config": summary["config"], "calibration": summary["calibration"],
+                     **({"accuracy_budget": summary["accuracy_budget"]}
+                        if "accuracy_budget" in summary else {}),
                      "created": summary["created"]},
         "evaluation": {"split": "test", "images": len(test), "runtime": runtime,
                        "batch_size": config.batch_size, "num_threads": config.num_threads,
@@ -195,7 +199,9 @@ def table(manifest: dict) -> str:
         ratio = f"{e['size_vs_float32']:.2f}x" if e.get("size_vs_float32") is not None else "-"
         change = (f"{100 * e['top1_vs_float32']:+.2f} pt" if e.get("top1_vs_float32") is not None else "-")
         agree = f"{100 * e['agreement']:.2f}%" if e.get("agreement") is not None else "-"
-        rows.append(f"| {e['name']} | {e['size_bytes'] / 1024:.1f} KiB | {ratio} | "
+        kept = len(e.get("float_layers") or [])
+        name = f"{e['name']} ({kept} layer{'s' if kept > 1 else ''} in float32)" if kept else e["name"]
+        rows.append(f"| {name} | {e['size_bytes'] / 1024:.1f} KiB | {ratio} | "
                     f"{100 * e['top1']:.2f}% | {change} | {agree} |")
     ev = manifest["evaluation"]
     rows.append(f"\nTop-1 on the {ev['images']} test images, {ev['runtime']['name']} "

@@ -1,4 +1,8 @@
-"""python -m quantize --model build/model.keras --out build/quantize -- see ``--help``."""
+"""python -m quantize --model build/model.keras --out build/quantize -- see ``--help``.
+
+    python -m quantize [convert] --model build/model.keras --out build/quantize [--max-drop 0.5]
+    python -m quantize debug --quantized build/quantize --out build/quant_debug
+"""
 from __future__ import annotations
 
 import os
@@ -33,13 +37,33 @@ def _user_errors():
     from imagedata.folder import ImageFolderError
     from imagedata.idx import IdxError
     from imagedata.preprocess import PreprocessingError
+    from android_bench.device.evaluate import EvaluationError
+    from quantize.budget import BudgetError
     from quantize.convert import QuantizeError
+    from quantize.debug import DebugError
     from quantize.source import SourceError
-    return (ConfigError, DataUnavailable, ImageFolderError, IdxError, PreprocessingError,
-            QuantizeError, SourceError)
+    return (BudgetError, ConfigError, DataUnavailable, DebugError, EvaluationError, ImageFolderError,
+            IdxError, PreprocessingError, QuantizeError, SourceError)
 
 
-@click.command()
+class Stages(click.Group):
+    """``convert`` is the default: ``python -m quantize --model ...`` (what the Makefile and
+    earlier docs run) stays ``python -m quantize convert --model ...``."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["convert", *args]
+        elif not args:
+            args = ["convert"]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=Stages)
+def cli():
+    """Quantize a trained model (convert, the default command) and look at its per-layer error (debug)."""
+
+
+@cli.command()
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("build/model.keras"), show_default=True,
               help="trained Keras model; its model.json must sit beside it")
@@ -56,26 +80,56 @@ def _user_errors():
               default=_DEFAULT.granularity.value, show_default=True,
               help="weight scales of the int8 variant: per_tensor is smaller, per_channel "
                    "safer on large ImageNet MobileNets")
+@click.option("--max-drop", type=float, default=None, metavar="PTS",
+              help="accuracy budget of int8: if it loses more than PTS top-1 points against "
+                   "float32 on the validation split, keep its most sensitive layers in float32 "
+                   "(chosen greedily from the per-layer error)  [default: no budget]")
 @click.option("--data", default=None,
               help="calibration data location if not the one recorded in model.json")
-def cli(model_path, out, variants, io, calibration_size, granularity, data):
+def convert(model_path, out, variants, io, calibration_size, granularity, max_drop, data):
     """Convert a trained model into float32, float16, dynamic_int8, int8 and int16x8 .tflite files."""
     errors = _user_errors()
     try:
         config = QuantizeConfig(variants=variants, io=io, calibration_size=calibration_size,
-                                granularity=granularity)
+                                granularity=granularity, max_drop=max_drop)
         from quantize.source import load_source
         load_source(model_path)   # fail on a missing model or model.json before TensorFlow loads
     except errors as e:
         raise click.ClickException(str(e)) from None
-    from quantize import convert
+    from quantize import convert as stage
     try:
-        summary = convert.run(config, model_path, out, data=data)
+        summary = stage.run(config, model_path, out, data=data)
     except errors as e:
         raise click.ClickException(str(e)) from None
     for v in summary["variants"]:
-        click.echo(f"{v['name']:>12}  {v['size_bytes'] / 1024:8.1f} KiB  {out / v['file']}")
-    click.echo(f"wrote {out / convert.SUMMARY}")
+        kept = f"  ({len(v['float_layers'])} layers in float32)" if v.get("float_layers") else ""
+        click.echo(f"{v['name']:>12}  {v['size_bytes'] / 1024:8.1f} KiB  {out / v['file']}{kept}")
+    if "accuracy_budget" in summary:
+        click.echo(f"accuracy budget: {summary['accuracy_budget']['message']}")
+    click.echo(f"wrote {out / stage.SUMMARY}")
+
+
+@cli.command()
+@click.option("--quantized", type=click.Path(file_okay=False, path_type=Path), default=Path("build/quantize"),
+              show_default=True, help="where python -m quantize wrote int8.tflite and quantize.json")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("build/quant_debug"),
+              show_default=True, help="writes OUT/quant_debug.json, .md and .png")
+@click.option("--images", type=int, default=None,
+              help="calibration images to measure over  [default: all the int8 recipe used]")
+@click.option("--data", default=None, help="data location if not the one recorded in model.json")
+def debug(quantized, out, images, data):
+    """Per-layer error of the full-int8 model (RMSE / scale, max abs error), worst layers first."""
+    errors = _user_errors()
+    from quantize import debug as stage
+    try:
+        record = stage.run(quantized, out, images=images, data=data)
+    except errors as e:
+        raise click.ClickException(str(e)) from None
+    rows = [stage.LayerError(**r) for r in record["layers"]]
+    click.echo(stage.table(rows[:10], record["float_layers"]))
+    if len(rows) > 10:
+        click.echo(f"... {len(rows) - 10} more layers in {out / (stage.REPORT + '.md')}")
+    click.echo(f"wrote {', '.join(stage.REPORT + e for e in ('.json', '.md', '.png'))} in {out}")
 
 
 if __name__ == "__main__":

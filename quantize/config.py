@@ -59,6 +59,7 @@ class QuantizeConfig:
     io: IO = IO.INT8
     calibration_size: int = DEFAULT_CALIBRATION   # images from the calibration split, never test
     granularity: Granularity = Granularity.PER_TENSOR
+    max_drop: float | None = None   # top-1 points int8 may lose on val; None: no budget (quantize.budget)
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen)
@@ -75,6 +76,17 @@ class QuantizeConfig:
         if int(self.calibration_size) != self.calibration_size or self.calibration_size < 1:
             raise ConfigError(f"calibration_size must be an integer >= 1 (an empty calibration set "
                               f"cannot fix activation ranges), got {self.calibration_size!r}")
+        if self.max_drop is not None:
+            try:
+                set_("max_drop", float(self.max_drop))
+            except (TypeError, ValueError):
+                raise ConfigError(f"max_drop must be a number of top-1 points, got {self.max_drop!r}") from None
+            if not 0 <= self.max_drop < 100:
+                raise ConfigError(f"max_drop is the top-1 points int8 may lose against float32 on the "
+                                  f"validation split, from 0 to 100, got {self.max_drop!r}")
+            if Variant.INT8 not in self.variants:
+                raise ConfigError("max_drop is a budget for the int8 variant: add int8 to --variants, "
+                                  "or leave --max-drop out")
 
     @property
     def needs_calibration(self) -> bool:
@@ -82,7 +94,9 @@ class QuantizeConfig:
 
     def to_dict(self) -> dict:
         return {"variants": [v.value for v in self.variants], "io": self.io.value,
-                "calibration_size": self.calibration_size, "granularity": self.granularity.value}
+                "calibration_size": self.calibration_size, "granularity": self.granularity.value,
+                # Only when set: recipes without a budget read as they did before it existed.
+                **({"max_drop": self.max_drop} if self.max_drop is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "QuantizeConfig":

@@ -19,6 +19,9 @@ Which variant when:
   the only variant NPUs, DSPs and Edge TPUs accept. The calibration images come
   from the training images held out for it, never from test: ranges fitted to
   the test images would flatter the int8 model's test accuracy.
+* ``--max-drop PTS`` puts int8 under an accuracy budget measured on the
+  validation split: over it, the most sensitive layers stay float32
+  (``quantize.budget``), recorded as ``float_layers`` and ``accuracy_budget``.
 * ``int16x8`` keeps int8 weights but int16 activations: close to float accuracy
   when int8 activations lose too much, but TFLite runs it on reference kernels,
   tens of times slower than int8 on a CPU (70x for the default model here).
@@ -148,9 +151,14 @@ def _error_lines(e: Exception, n: int = 4) -> str:
     return " | ".join(gist[:n]).rstrip(".") or type(e).__name__
 
 
-def _check_integer(model: bytes, variant: Variant, config: QuantizeConfig) -> None:
-    """Raise unless every op of an int8/int16x8 model is integer, with the requested I/O types."""
-    left = graph.float_ops(model)
+def _check_integer(model: bytes, variant: Variant, config: QuantizeConfig, float_layers=()) -> None:
+    """Raise unless every op of an int8/int16x8 model is integer, with the requested I/O types.
+
+    ``float_layers``: output tensor names of the ops an accuracy budget kept in
+    float32 on purpose; those, and only those, may compute in float.
+    """
+    allowed = set(float_layers)
+    left = [op for op in graph.float_ops(model) if op.tensor not in allowed]
     if left:
         names = ", ".join(f"{op.name} ({op.tensor})" for op in left[:8])
         raise ConversionError(
@@ -194,6 +202,22 @@ def _export_saved_model(model, directory: Path) -> None:
         raise ConversionError(f"exporting the Keras model to a SavedModel failed: {e}") from None
 
 
+def _within_budget(int8: bytes, built: dict, saved_model: Path, model, config: QuantizeConfig,
+                   calibration: np.ndarray, source: Source, dataset: Dataset, progress) -> tuple[bytes, dict]:
+    """``int8``, or the selective model ``quantize.budget`` picks, and the budget's record."""
+    from quantize import budget
+    from quantize.debug import Calibrated, keras_parameter_counts
+
+    float32 = built.get(Variant.FLOAT32) or convert(saved_model, Variant.FLOAT32, config)
+    chosen, record = budget.apply(
+        lambda: Calibrated(saved_model, config, calibration, source.preprocessing, progress),
+        int8, float32, dataset.val, list(dataset.labels), source.preprocessing, config.max_drop,
+        keras_parameter_counts(model), progress)
+    if record["float_layers"]:
+        _check_integer(chosen, Variant.INT8, config, [f["tensor"] for f in record["float_layers"]])
+    return chosen, record
+
+
 def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | None = None,
         data: str | None = None, progress=None) -> dict:
     """Convert ``model_path`` into ``config.variants`` under ``out``; returns the quantize.json dict.
@@ -212,6 +236,8 @@ def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | 
     source = load_source(model_path)
     model = load_keras(source)
     calibration, calib_info = None, None
+    if config.max_drop is not None and dataset is None:   # the budget's validation split
+        dataset = load_data(source.record, data, progress)
     if config.needs_calibration:
         if dataset is None:
             dataset = load_data(source.record, data, progress)
@@ -221,7 +247,11 @@ def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | 
                       "sha256": files.sha256(np.ascontiguousarray(calibration).tobytes()),
                       "data": {k: v for k, v in dataset.describe().items() if k != "labels"}}
     n_calibration = 0 if calibration is None else len(calibration)
-    entries = []
+    if config.max_drop is not None and len(dataset.val) == 0:
+        from quantize.budget import BudgetError
+        raise BudgetError("the validation split is empty: --max-drop measures top-1 on it (never on "
+                          "test). Use data with more images, or leave --max-drop out")
+    entries, budget, built = [], None, {}
     with tempfile.TemporaryDirectory(prefix="quantize-") as tmp:
         saved_model = Path(tmp) / "saved_model"
         _export_saved_model(model, saved_model)
@@ -229,12 +259,20 @@ def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | 
             for variant in config.variants:
                 t0 = time.perf_counter()
                 tflite = convert(saved_model, variant, config, calibration, source.preprocessing, progress)
+                built[variant] = tflite
+                extra = {}
+                if variant is Variant.INT8 and config.max_drop is not None:
+                    tflite, budget = _within_budget(tflite, built, saved_model, model, config, calibration,
+                                                    source, dataset, progress)
+                    extra = {"float_layers": budget["float_layers"]}
                 path = out / f"{variant.value}.tflite"
                 files.write_bytes(path, tflite)
+                settings = _settings(variant, config, n_calibration)
+                if extra.get("float_layers"):
+                    settings["float_layers"] = [f["tensor"] for f in extra["float_layers"]]
                 entries.append({"name": variant.value, "file": path.name, "size_bytes": len(tflite),
-                                "sha256": files.sha256(tflite),
-                                "converter": _settings(variant, config, n_calibration),
-                                "seconds": time.perf_counter() - t0})
+                                "sha256": files.sha256(tflite), "converter": settings,
+                                "seconds": time.perf_counter() - t0, **extra})
                 bar.update(1)
     summary = {
         "artifact": SUMMARY,
@@ -242,6 +280,7 @@ def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | 
         "source": source.summary(),
         "calibration": calib_info,
         "variants": entries,
+        **({"accuracy_budget": budget} if budget is not None else {}),
         "converter": {"api": CONVERTER_API, "tensorflow": tf.__version__},
         "versions": versions(),
         "machine": machine(),

@@ -19,7 +19,8 @@ the results are written. Agreement is the fraction of eval-pack images whose
 top-1 equals the reference model's (``--reference``, by default the file
 named float32.tflite); it is None when the reference itself failed. The
 per-image top-1 of every variant is kept too (``predictions``: variant -> list
-over the eval-pack images used), so the host can compare targets image by image.
+over the eval-pack images used, with their labels in ``eval_labels``), so the
+host can compare targets image by image and test accuracy differences.
 
 Progress goes to stderr as ``[k/N] ...`` lines (the host turns them into a
 progress bar); the results JSON goes to ``--out``, written under a temporary
@@ -235,6 +236,16 @@ def measure_all(args: argparse.Namespace, work: str, progress: Progress
     return rows, {name: [int(v) for v in pred] for name, pred in predictions.items()}
 
 
+def _labels(eval_pack: Optional[str], images: Optional[int]) -> Optional[List[int]]:
+    """The labels of the images ``predictions`` covers, so the results file alone gives per-image
+    correctness (McNemar's test in the report)."""
+    if not eval_pack:
+        return None
+    import numpy as np
+    with np.load(eval_pack) as pack:
+        return [int(v) for v in pack["y"][:images]]
+
+
 def _write_json(path: str, doc: Dict[str, Any]) -> None:
     tmp = path + ".partial"
     with open(tmp, "w") as f:
@@ -302,7 +313,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "batch_size": args.batch_size, "eval_images": args.eval_images,
                         "eval_threads": args.eval_threads or max(args.threads), "reference": args.reference,
                         "eval_pack": os.path.basename(args.eval_pack) if args.eval_pack else None},
-           "results": rows, "predictions": predictions}
+           "results": rows, "predictions": predictions, "eval_labels": _labels(args.eval_pack, args.eval_images)}
     _write_json(args.out, doc)
     failed = sorted({r["variant"] for r in rows if r["error"]})
     if failed:

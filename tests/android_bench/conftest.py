@@ -169,24 +169,30 @@ def _pypi_reachable() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def tflite_runtime_python():
-    """A venv with only numpy<2 and tflite-runtime 2.14.0 (Raspberry Pi OS Bookworm's stack),
-    built once under ~/.cache/mobilenet-deploy and reused while it still imports."""
-    python = TFLITE_RUNTIME_VENV / "bin" / "python"
-    ready = TFLITE_RUNTIME_VENV / ".ready"
-    probe = [str(python), "-c", "import numpy, tflite_runtime; print(numpy.__version__, tflite_runtime.__version__)"]
+def cached_venv(folder: Path, requirements: list[str], probe_code: str) -> Path:
+    """The Python of a venv with only ``requirements``, built once under ~/.cache/mobilenet-deploy
+    and reused while ``probe_code`` still runs in it; skips when PyPI is unreachable."""
+    python = folder / "bin" / "python"
+    ready = folder / ".ready"
+    probe = [str(python), "-c", probe_code]
     if ready.is_file() and python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return python
     if not _pypi_reachable():
-        pytest.skip("building the tflite-runtime venv needs PyPI, which is unreachable")
-    shutil.rmtree(TFLITE_RUNTIME_VENV, ignore_errors=True)
+        pytest.skip(f"building the venv {folder.name} needs PyPI, which is unreachable")
+    shutil.rmtree(folder, ignore_errors=True)
     base = shutil.which("python3.11") or sys.executable   # tflite-runtime 2.14 has wheels up to 3.11
-    subprocess.run([base, "-m", "venv", str(TFLITE_RUNTIME_VENV)], check=True, capture_output=True)
+    subprocess.run([base, "-m", "venv", str(folder)], check=True, capture_output=True)
     r = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        *TFLITE_RUNTIME_REQUIREMENTS], capture_output=True, text=True, timeout=900)
+                        *requirements], capture_output=True, text=True, timeout=900)
     if r.returncode != 0:
-        pytest.fail(f"pip install {' '.join(TFLITE_RUNTIME_REQUIREMENTS)} failed: {r.stderr[-2000:]}")
+        pytest.fail(f"pip install {' '.join(requirements)} failed: {r.stderr[-2000:]}")
     subprocess.run(probe, check=True, capture_output=True)
-    ready.write_text(" ".join(TFLITE_RUNTIME_REQUIREMENTS) + "\n")
+    ready.write_text(" ".join(requirements) + "\n")
     return python
+
+
+@pytest.fixture(scope="session")
+def tflite_runtime_python():
+    """A venv with only numpy<2 and tflite-runtime 2.14.0 (Raspberry Pi OS Bookworm's stack)."""
+    return cached_venv(TFLITE_RUNTIME_VENV, TFLITE_RUNTIME_REQUIREMENTS,
+                       "import numpy, tflite_runtime; print(numpy.__version__, tflite_runtime.__version__)")

@@ -47,7 +47,7 @@ def test_cli_run_then_report(bench_build, tmp_path):
 
 def test_cli_errors_are_messages(bench_build, tmp_path):
     r = CliRunner().invoke(cli, ["run", "--target", "pi@host", str(bench_build.models[0])])
-    assert r.exit_code == 1 and "target must be 'local' or 'ssh://[user@]host[:port]', got 'pi@host'" in r.output
+    assert r.exit_code == 1 and "target must be 'local', 'ssh://[user@]host[:port]', 'pi-emu', 'chroot://PATH' or 'adb[:SERIAL]', got 'pi@host'" in r.output
     r = CliRunner().invoke(cli, ["run", "--out", str(tmp_path), str(tmp_path / "manifest.json")])
     assert r.exit_code == 1 and "does not exist: export first (make export)" in r.output
     r = CliRunner().invoke(cli, ["report", "--out", str(tmp_path)])

@@ -18,15 +18,18 @@ from tests.android_bench.conftest import free_port, shadow_runtimes
 QUICK = BenchConfig(threads=(1,), protocol=Protocol(warmup_runs=1, warmup_seconds=0, runs=5, min_seconds=0))
 
 
-def test_parse_target():
+def test_parse_target(monkeypatch, tmp_path):
     assert parse_target("local") == LocalTarget(python=sys.executable)
+    monkeypatch.chdir(tmp_path)   # the runner runs in a temporary folder: a relative path is made absolute
+    assert parse_target("local", ".venv/bin/python").python == str(tmp_path / ".venv/bin/python")
+    assert parse_target("local", "python3").python == "python3"
     t = parse_target("ssh://pi@raspberrypi.local:2222", None, ["-i", "k"])
     assert (t.user, t.host, t.port, t.python, t.options) == ("pi", "raspberrypi.local", 2222, "python3", ("-i", "k"))
     assert t.command("true")[-2:] == ["pi@raspberrypi.local", "true"] and "BatchMode=yes" in t.command("x")
     assert parse_target("ssh://10.0.0.7").login == "10.0.0.7" and parse_target("ssh://[::1]:22").host == "::1"
     assert t.slug() == "ssh_pi@raspberrypi.local_2222"
     for bad in ("pi@host", "ssh://", "ssh://a@b:c", "http://host"):
-        with pytest.raises(TargetError, match="target must be 'local' or 'ssh://"):
+        with pytest.raises(TargetError, match="target must be 'local', 'ssh://"):
             parse_target(bad)
     with pytest.raises(TargetError, match="ssh port must be 1-65535, got 70000"):
         parse_target("ssh://h:70000")
