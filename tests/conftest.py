@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -58,3 +60,15 @@ def image_folder(tmp_path):
                 Image.fromarray(a).save(d / f"{i}.{ext}")
         return root
     return make
+
+
+def python39():
+    """A working Python 3.9 interpreter, or None (pyenv's shim exists even when 3.9 is not active)."""
+    pyenv = Path.home().glob(".pyenv/versions/3.9*/bin/python3.9")
+    candidates = [shutil.which("python3.9"), *map(str, pyenv)]
+    for exe in filter(None, candidates):
+        r = subprocess.run([exe, "-c", "import sys; print(sys.version_info[:2] == (3, 9))"],
+                           capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip() == "True":
+            return exe
+    return None

@@ -23,6 +23,7 @@ VARIANTS = ("float32", "dynamic_int8", "int8")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobilenet-deploy"
 TFLITE_RUNTIME_VENV = CACHE / "venv-tflite-runtime-2.14.0-numpy1"
 TFLITE_RUNTIME_REQUIREMENTS = ["numpy<2", "tflite-runtime==2.14.0"]
+PY39_VENV = CACHE / "venv-python3.9-tflite-runtime-2.14.0-numpy1"
 
 
 @pytest.fixture(scope="session")
@@ -169,7 +170,7 @@ def _pypi_reachable() -> bool:
         return False
 
 
-def cached_venv(folder: Path, requirements: list[str], probe_code: str) -> Path:
+def cached_venv(folder: Path, requirements: list[str], probe_code: str, base: str | None = None) -> Path:
     """The Python of a venv with only ``requirements``, built once under ~/.cache/mobilenet-deploy
     and reused while ``probe_code`` still runs in it; skips when PyPI is unreachable."""
     python = folder / "bin" / "python"
@@ -180,7 +181,8 @@ def cached_venv(folder: Path, requirements: list[str], probe_code: str) -> Path:
     if not _pypi_reachable():
         pytest.skip(f"building the venv {folder.name} needs PyPI, which is unreachable")
     shutil.rmtree(folder, ignore_errors=True)
-    base = shutil.which("python3.11") or sys.executable   # tflite-runtime 2.14 has wheels up to 3.11
+    # tflite-runtime 2.14 has wheels up to Python 3.11
+    base = base or shutil.which("python3.11") or sys.executable
     subprocess.run([base, "-m", "venv", str(folder)], check=True, capture_output=True)
     r = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                         *requirements], capture_output=True, text=True, timeout=900)
@@ -196,3 +198,14 @@ def tflite_runtime_python():
     """A venv with only numpy<2 and tflite-runtime 2.14.0 (Raspberry Pi OS Bookworm's stack)."""
     return cached_venv(TFLITE_RUNTIME_VENV, TFLITE_RUNTIME_REQUIREMENTS,
                        "import numpy, tflite_runtime; print(numpy.__version__, tflite_runtime.__version__)")
+
+
+@pytest.fixture(scope="session")
+def python39_tflite_runtime():
+    """Python 3.9 (the oldest the device runner supports) with numpy<2 and tflite-runtime 2.14.0."""
+    from tests.conftest import python39
+    exe = python39()
+    if exe is None:
+        pytest.skip("no Python 3.9 interpreter on this machine (pyenv install 3.9 gives one)")
+    return cached_venv(PY39_VENV, TFLITE_RUNTIME_REQUIREMENTS,
+                       "import sys, numpy, tflite_runtime; assert sys.version_info[:2] == (3, 9)", base=exe)

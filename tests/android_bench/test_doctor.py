@@ -291,7 +291,7 @@ def test_doctor_over_ssh(sshd, probes):
 
 
 def test_doctor_python_without_numpy_or_runtime(probes):
-    from tests.export.test_export_metadata import python39
+    from tests.conftest import python39
     exe = python39()
     if exe is None:
         pytest.skip("no Python 3.9 here")

@@ -37,6 +37,20 @@ def test_runner_in_a_tflite_runtime_only_venv(tflite_runtime_python, bench_build
 
 
 @pytest.mark.slow
+def test_runner_on_python_3_9(python39_tflite_runtime, bench_build, tmp_path):
+    """The device runner's oldest Python: the whole run, accuracy and latency, on 3.9 with numpy 1.x."""
+    result = bench.run(QUICK, LocalTarget(python=str(python39_tflite_runtime)), bench_build.models,
+                       bench_build.root / "eval_pack.npz", tmp_path / "bench")
+    doc = result.doc
+    assert doc["environment"]["python"].startswith("3.9.") and doc["environment"]["numpy"].startswith("1.")
+    assert doc["environment"]["runtime"] == "tflite_runtime"
+    float32 = [r for r in doc["results"] if r["variant"] == "float32"]
+    assert float32 and all(r["error"] is None and r["median_ms"] > 0 for r in float32)
+    assert float32[0]["top1"] > 0.9 and float32[0]["agreement"] == 1.0
+    assert len(doc["predictions"]["float32"]) == float32[0]["images"]
+
+
+@pytest.mark.slow
 def test_tflite_runtime_over_ssh(tflite_runtime_python, sshd, bench_build, tmp_path):
     target = parse_target(sshd.spec, str(tflite_runtime_python), sshd.options)
     result = bench.run(QUICK, target, bench_build.models[:1], bench_build.root / "eval_pack.npz", tmp_path)

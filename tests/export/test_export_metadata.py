@@ -2,7 +2,6 @@
 import ast
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from android_bench.device.evaluate import Classifier, EvaluationError, evaluate
 from android_bench.device.tflite_metadata import METADATA_NAME, MetadataError
 from export.metadata import embed
 from imagedata.preprocess import Preprocessing
+from tests.conftest import python39
 
 ROOT = Path(__file__).resolve().parents[2]
 P = Preprocessing(resolution=16, channels=1)
@@ -140,18 +140,6 @@ def test_device_side_imports_no_host_packages(tflite, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
-
-
-def python39():
-    """A working Python 3.9 interpreter, or None (pyenv's shim exists even when 3.9 is not active)."""
-    pyenv = Path.home().glob(".pyenv/versions/3.9*/bin/python3.9")
-    candidates = [shutil.which("python3.9"), *map(str, pyenv)]
-    for exe in filter(None, candidates):
-        r = subprocess.run([exe, "-c", "import sys; print(sys.version_info[:2] == (3, 9))"],
-                           capture_output=True, text=True)
-        if r.returncode == 0 and r.stdout.strip() == "True":
-            return exe
-    return None
 
 
 def test_reader_runs_on_python_3_9_with_the_standard_library_only(tflite, tmp_path):
