@@ -1,4 +1,4 @@
-"""python -m android_bench run|report -- see ``python -m android_bench --help``."""
+"""python -m android_bench run|report|doctor|parse|pi-emu|sweep -- see ``python -m android_bench --help``."""
 from __future__ import annotations
 
 import re
