@@ -143,7 +143,7 @@ def compare(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def _ms(v) -> str:
+def format_ms(v) -> str:
     """Three significant digits: 0.0131 ms for a toy model, 2.48 ms, 183 ms for int16x8 on a Pi."""
     if v is None:
         return "-"
@@ -151,11 +151,11 @@ def _ms(v) -> str:
     return f"{text} ms"
 
 
-def _size(n) -> str:
+def format_size(n) -> str:
     return "-" if n is None else f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
 
 
-def _pct(v) -> str:
+def format_pct(v) -> str:
     return "-" if v is None else f"{100 * v:.2f}%"
 
 
@@ -191,7 +191,7 @@ def markdown(rows: list[dict]) -> str:
                 "" if r.get("xnnpack", True) else ", no XNNPACK")
             if r["error"]:
                 error = r["error"].replace("|", "/").replace("\n", " ")
-                out.append(f"| {r['variant']} | {runtime} | {r['threads']} | {_size(r['size_bytes'])} | "
+                out.append(f"| {r['variant']} | {runtime} | {r['threads']} | {format_size(r['size_bytes'])} | "
                            f"failed: {error[:160]} | | | | | |")
                 continue
             speedup = "-" if r["speedup_vs_float32"] is None else f"{r['speedup_vs_float32']:.2f}x"
@@ -199,9 +199,9 @@ def markdown(rows: list[dict]) -> str:
             mean = " (mean)" if r.get("latency_statistic") == "mean" else ""   # a benchmark_model without median
             mean += " (emulated)" if r.get("emulation") else ""
             where = f" ({r['accuracy_source']})" if r.get("accuracy_source") == "host-evaluated" else ""
-            out.append(f"| {r['variant']} | {runtime} | {r['threads']} | {_size(r['size_bytes'])} | "
-                       f"{_ms(r['median_ms'])}{mean} | {_ms(r['p90_ms'])} | {speedup} | {_pct(r['top1'])}{where} | "
-                       f"{change} | {_pct(r['agreement'])} |")
+            out.append(f"| {r['variant']} | {runtime} | {r['threads']} | {format_size(r['size_bytes'])} | "
+                       f"{format_ms(r['median_ms'])}{mean} | {format_ms(r['p90_ms'])} | {speedup} | {format_pct(r['top1'])}{where} | "
+                       f"{change} | {format_pct(r['agreement'])} |")
         proto = latest.get("protocol") or {}
         images = sorted({r["images"] for r in mine if r["images"]})
         out += ["", f"Latency: median and p90 of at least {proto.get('runs', '?')} timed `invoke()` calls "
@@ -236,7 +236,7 @@ def host_agreement_markdown(rows: list[dict]) -> list[str]:
             continue
         seen.add(key)
         change = "-" if r.get("top1_vs_host") is None else f"{100 * r['top1_vs_host']:+.2f} pt"
-        lines.append(f"| {r['variant']} | {r['runtime']} {r['runtime_version']} | {_pct(r['agreement_with_host'])} "
+        lines.append(f"| {r['variant']} | {r['runtime']} {r['runtime_version']} | {format_pct(r['agreement_with_host'])} "
                      f"| {r['agreement_with_host_images']} | {r['host_runtime']} | {change} |")
     if not lines:
         return ["Agreement with the host: no `local` results for the same model files and eval pack "

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from android_bench.report import machine_line
+from android_bench.report import format_ms, format_pct, format_size, machine_line
 from android_bench.sweep.grid import SweepConfig
 from android_bench.sweep.stages import Entry, is_done, read_marker
 from quantize import files
@@ -87,21 +87,6 @@ def mark_front(rows: list[dict]) -> None:
             r["pareto"] = on
 
 
-def _ms(v) -> str:
-    """Three significant digits: 0.0131 ms for a toy model, 2.48 ms, 183 ms."""
-    if v is None:
-        return "-"
-    return (f"{v:.0f}" if v >= 99.95 else f"{v:#.3g}".rstrip(".")) + " ms"
-
-
-def _size(n) -> str:
-    return "-" if n is None else f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
-
-
 def _count(n) -> str:
     if n is None:
         return "-"
@@ -133,7 +118,7 @@ def markdown(doc: dict) -> str:
             continue
         front = {True: "**front**", False: "dominated", None: "-"}[r["pareto"]]
         out.append(f"{head} {r['variant']} | {r['threads']} | {_count(r['params'])} | {_count(r['macs'])} | "
-                   f"{_size(r['size_bytes'])} | {_ms(r['median_ms'])} | {_pct(r['top1'])} | {front} |")
+                   f"{format_size(r['size_bytes'])} | {format_ms(r['median_ms'])} | {format_pct(r['top1'])} | {front} |")
     if measured:
         proto = latest.get("protocol") or {}
         images = sorted({r["images"] for r in measured if r.get("images")})
