@@ -40,13 +40,14 @@ from typing import Sequence
 from android_bench.device import doctor as device
 from android_bench.device.evaluate import INSTALL, NO_RUNTIME_HINT
 from android_bench.targets import Session, Target, TargetError
+from imagedata.fashion_mnist import default_cache_dir
 from quantize import files
 
 OK, WARN, FAIL, INFO = "OK", "WARN", "FAIL", "INFO"
 REPO = Path(__file__).resolve().parents[1]
 DOCTOR_FILES = ("android_bench/__init__.py", "android_bench/device/__init__.py",
                 "android_bench/device/fingerprint.py", "android_bench/device/doctor.py")
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobilenet-deploy"
+CACHE = default_cache_dir()
 PROBE_FORMAT = 1          # bump when the probe models change
 PROBE = "doctor_probe_"   # probe file names: doctor_probe_int8.tflite, doctor_probe_float32.tflite
 HOT_C = 80.0              # °C: a Pi 4/5 starts throttling between 80 and 85 °C, phones earlier

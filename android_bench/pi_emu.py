@@ -50,10 +50,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
 
+from imagedata.fashion_mnist import default_cache_dir
+
 SUITE, ARCH = "bookworm", "arm64"
 PI_CPU = "cortex-a72"       # Raspberry Pi 4 (BCM2711); qemu-aarch64 -cpu help lists the others
 TARGETS = {"pi-emu": PI_CPU, "pi5-emu": "cortex-a76"}   # --target -> the CPU qemu presents (Pi 5: BCM2712)
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobilenet-deploy" / "pi-emu"
+CACHE = default_cache_dir() / "pi-emu"
 ROOTFS = CACHE / f"{SUITE}-{ARCH}"
 STAMP = "pi-emu.json"       # at the root of the file system, written last
 FORMAT = 1

@@ -15,12 +15,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from imagedata.fashion_mnist import default_cache_dir
 from tests.conftest import make_blobs
 
 RES, CLASSES = 16, 4
 LABELS = [f"c{i}" for i in range(CLASSES)]
 VARIANTS = ("float32", "dynamic_int8", "int8")
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobilenet-deploy"
+CACHE = default_cache_dir()
 TFLITE_RUNTIME_VENV = CACHE / "venv-tflite-runtime-2.14.0-numpy1"
 TFLITE_RUNTIME_REQUIREMENTS = ["numpy<2", "tflite-runtime==2.14.0"]
 PY39_VENV = CACHE / "venv-python3.9-tflite-runtime-2.14.0-numpy1"
