@@ -28,10 +28,11 @@ def make_blobs(n: int, resolution: int, channels: int, classes: int, seed: int =
     return x, y.astype(np.int64)
 
 
-def _online(host="storage.googleapis.com", port=443) -> bool:
+def online(host="storage.googleapis.com", port=443, timeout=3.0) -> bool:
+    """Whether a TCP connection to host:port opens: the test machine's view of the internet."""
     import socket
     try:
-        socket.create_connection((host, port), timeout=3).close()
+        socket.create_connection((host, port), timeout=timeout).close()
         return True
     except OSError:
         return False
@@ -39,7 +40,7 @@ def _online(host="storage.googleapis.com", port=443) -> bool:
 
 def pytest_collection_modifyitems(config, items):
     network = [i for i in items if "network" in i.keywords]
-    if network and not _online():
+    if network and not online():
         skip = pytest.mark.skip(reason="offline: storage.googleapis.com (keras weights and data) is unreachable")
         for item in network:
             item.add_marker(skip)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from imagedata.fashion_mnist import default_cache_dir
-from tests.conftest import make_blobs
+from tests.conftest import make_blobs, online
 
 RES, CLASSES = 16, 4
 LABELS = [f"c{i}" for i in range(CLASSES)]
@@ -163,14 +163,6 @@ LogLevel ERROR
     log.close()
 
 
-def _pypi_reachable() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
-
-
 def cached_venv(folder: Path, requirements: list[str], probe_code: str, base: str | None = None) -> Path:
     """The Python of a venv with only ``requirements``, built once under ~/.cache/mobilenet-deploy
     and reused while ``probe_code`` still runs in it; skips when PyPI is unreachable."""
@@ -179,7 +171,7 @@ def cached_venv(folder: Path, requirements: list[str], probe_code: str, base: st
     probe = [str(python), "-c", probe_code]
     if ready.is_file() and python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return python
-    if not _pypi_reachable():
+    if not online("pypi.org", timeout=5):
         pytest.skip(f"building the venv {folder.name} needs PyPI, which is unreachable")
     shutil.rmtree(folder, ignore_errors=True)
     # tflite-runtime 2.14 has wheels up to Python 3.11
