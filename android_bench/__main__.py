@@ -118,11 +118,12 @@ def run(models, target, python, threads, xnnpack, runtime, eval_pack, no_accurac
             eval_pack = None
         elif eval_pack is None:
             eval_pack = resolved[0].parent / bench.EVAL_PACK
-        if target == "adb" or target.startswith("adb:"):   # TFLite's benchmark_model on a phone
+        from android_bench.adb import AdbTarget
+        if isinstance(where, AdbTarget):   # TFLite's benchmark_model on a phone
             from android_bench import adb_bench
             phone = adb_bench.PhoneOptions(benchmark_binary, gpu, nnapi, op_profiling, cpu_mask, big_cores, python)
             results = [adb_bench.run(config, where, resolved, eval_pack, out, phone, on_line=on_line)]
-        else:   # pi-emu: once per runtime installed there, each into its own results file
+        else:   # the device runner; on pi-emu once per runtime installed there, each into its own results file
             results = []
             for one_target, one_config in bench.per_runtime(where, config, python):
                 if results:   # a fresh progress bar for the next runtime

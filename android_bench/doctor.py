@@ -445,7 +445,8 @@ def diagnose(target: Target, runtime: str = "auto", models: Sequence[Path] = (),
                         f"{system.get('cores')} cores")
     code, version = python_version(target)
     if code != 0:
-        android = target.spec.startswith("adb")
+        from android_bench.adb import AdbTarget
+        android = isinstance(target, AdbTarget)
         d.add("python", WARN if android else FAIL,
               f"{target.python} {'was not found' if code == 127 else 'does not run'} on {target.where}"
               f" ({version or code}); only the shell facts were read",
