@@ -24,8 +24,11 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from android_bench import stats
 from android_bench.bench import RESULTS
+from android_bench.device.evaluate import agreement
 from quantize import files
 from quantize.config import Variant
 
@@ -111,7 +114,7 @@ def agreement_with_host(rows: list[dict], docs: dict[str, dict]) -> None:
         ref = host[r["sha256"]]
         n = min(len(ref), len(pred))
         if n:
-            r.update(agreement_with_host=sum(a == b for a, b in zip(pred[:n], ref[:n])) / n,
+            r.update(agreement_with_host=agreement(np.asarray(pred[:n]), np.asarray(ref[:n])),
                      agreement_with_host_images=n, host_runtime=f"{runtime} {version}")
         # Δ top-1 only over the same images: the host row of that runtime with as many images
         same = [h for h in rows if h["target"] == "local" and h["sha256"] == r["sha256"] and h["runtime"] == runtime
