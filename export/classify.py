@@ -2,7 +2,7 @@
 
     python -m export classify build/int8.tflite shirt.png
 
-Decoding and resizing use Pillow (``imagedata.folder.decode``, the same code
+Decoding and resizing use Pillow (``imagedata.image.decode``, the same code
 that prepared the training images), so this is host-side; everything after
 the resize is the device code path (``android_bench.device.evaluate``).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from android_bench.device.evaluate import Classifier
-from imagedata.folder import decode
+from imagedata.image import decode
 
 
 def classify(model: Path, images: list[Path], top: int = 3) -> list[list[tuple[str, float]]]:
