@@ -94,8 +94,8 @@ def search(calibrated: Calibrated, ranking: list[LayerError], images: np.ndarray
     ``plain`` is full int8, the starting point: if no deny-list does better, it
     stays the best found. Returns (best Candidate, met, Search with its steps).
     """
-    from tqdm import tqdm
-    progress = progress or tqdm
+    from pipeline import quiet
+    progress = progress or quiet.progress
     s = Search(calibrated, images, labels, label_names, reference_top1, max_drop)
     by_tensor = {r.tensor: r for r in ranking}
     deny: list = []

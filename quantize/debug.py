@@ -170,8 +170,8 @@ class Calibrated:
     def layer_errors(self, images: np.ndarray | None = None, keras_layers: dict | None = None,
                      batch_size: int = 32, progress=None) -> list[LayerError]:
         """Per-layer error over ``images`` (default: the calibration images), worst first."""
-        from tqdm import tqdm
-        progress = progress or tqdm
+        from pipeline import quiet
+        progress = progress or quiet.progress
         images = self.calibration if images is None else images
         debug_model = self.debugger.get_debug_quantized_model()
         verify = _verify_ops(debug_model)
@@ -302,12 +302,11 @@ def run(quantized: Path, out: Path, images: int | None = None, dataset=None, dat
     import json
     import tempfile
 
-    from tqdm import tqdm
-
+    from pipeline import quiet
     from quantize.convert import SUMMARY, _export_saved_model, calibration_images
     from quantize.source import load_keras, load_source
 
-    progress = progress or tqdm
+    progress = progress or quiet.progress
     quantized = Path(quantized)
     summary_path = quantized / SUMMARY
     if not summary_path.is_file():
