@@ -206,13 +206,13 @@ def _within_budget(int8: bytes, built: dict, saved_model: Path, model, config: Q
                    calibration: np.ndarray, source: Source, dataset: Dataset, progress) -> tuple[bytes, dict]:
     """``int8``, or the selective model ``quantize.budget`` picks, and the budget's record."""
     from quantize import budget
-    from quantize.debug import Calibrated, keras_parameter_counts
+    from quantize.debug import Calibrated, keras_parameter_counts, output_layer
 
     float32 = built.get(Variant.FLOAT32) or convert(saved_model, Variant.FLOAT32, config)
     chosen, record = budget.apply(
         lambda: Calibrated(saved_model, config, calibration, source.preprocessing, progress),
         int8, float32, dataset.val, list(dataset.labels), source.preprocessing, config.max_drop,
-        keras_parameter_counts(model), progress)
+        keras_parameter_counts(model), progress, output_layer(model))
     if record["float_layers"]:
         _check_integer(chosen, Variant.INT8, config, [f["tensor"] for f in record["float_layers"]])
     return chosen, record
