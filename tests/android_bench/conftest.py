@@ -130,6 +130,7 @@ PermitRootLogin prohibit-password
 UsePAM no
 StrictModes no
 AllowUsers {user}
+AcceptEnv TMPDIR
 LogLevel ERROR
 """)
     if os.geteuid() == 0:

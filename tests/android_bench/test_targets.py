@@ -1,9 +1,7 @@
 """The host side against a real OpenSSH server on 127.0.0.1, and the messages when a target cannot run."""
 from __future__ import annotations
 
-import glob
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -37,13 +35,11 @@ def test_parse_target(monkeypatch, tmp_path):
         parse_target("ssh://h:70000")
 
 
-def _leftovers():
-    return set(glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "android_bench.*")))
-
-
 def test_ssh_target_copies_runs_fetches_and_cleans_up(sshd, bench_build, tmp_path):
-    before = _leftovers()
-    target = parse_target(sshd.spec, sys.executable, sshd.options)
+    remote_tmp = tmp_path / "remote-tmp"     # the target's TMPDIR, of this test's own (sshd AcceptEnv)
+    remote_tmp.mkdir()
+    target = parse_target(sshd.spec, sys.executable, (*sshd.options, "-o", f"SetEnv=TMPDIR={remote_tmp}"))
+    assert target.shell('echo "$TMPDIR"').stdout.decode().strip() == str(remote_tmp)
     lines = []
     result = bench.run(QUICK, target, [bench_build.root / "manifest.json"], bench_build.root / "eval_pack.npz",
                        tmp_path / "bench", on_line=lines.append)
@@ -58,7 +54,7 @@ def test_ssh_target_copies_runs_fetches_and_cleans_up(sshd, bench_build, tmp_pat
     assert min(r["top1"] for r in rows) > 0.9 and rows[0]["agreement"] == 1.0
     assert any(ln.startswith("[6/6] int8 threads=1 xnnpack=on: median") for ln in lines)
     assert any("Python 3." in ln and "ai_edge_litert 2." in ln for ln in lines)
-    assert _leftovers() == before     # the temporary folder on the target is gone
+    assert list(remote_tmp.iterdir()) == []     # the temporary folder on the target is gone
 
 
 def test_unreachable_host_says_so(bench_build, tmp_path):
