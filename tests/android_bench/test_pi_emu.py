@@ -164,13 +164,14 @@ def test_root_file_system_is_a_64_bit_bookworm_pi_userland(pi_emu_root):
 
 @pytest.mark.arm
 def test_bullseye_is_a_python_3_9_pi_userland(bullseye):
-    r = inside(bullseye.root, "uname -m; cat /etc/debian_version; python3 -c 'import sys; print(sys.version.split()[0])'; "
+    r = inside(bullseye.root, "uname -m; cat /etc/debian_version; "
+                              "python3 -c 'import sys; print(sys.version.split()[0])'; "
                               "python3 -c 'import numpy' 2>/dev/null || echo no numpy")
     machine, debian, python, numpy = r.stdout.split("\n")[:4]
     assert r.returncode == 0 and machine == "aarch64" and debian.startswith("11."), r.stderr
     assert python.startswith("3.9.") and numpy == "no numpy"     # the bare system Python
-    assert {name: (v["python_version"][:3], v["numpy"], v["runtime_version"]) for name, v in bullseye.stamp["venvs"].items()} \
-        == {"tflite_runtime": ("3.9", "1.26.4", "2.13.0"), "ai_edge_litert": ("3.9", "1.26.4", "2.1.0")}
+    venvs = {name: (v["python_version"][:3], v["numpy"], v["runtime_version"]) for name, v in bullseye.stamp["venvs"].items()}
+    assert venvs == {"tflite_runtime": ("3.9", "1.26.4", "2.13.0"), "ai_edge_litert": ("3.9", "1.26.4", "2.1.0")}
     r = cli("pi-emu", "--release", "bullseye")
     assert r.returncode == 0 and "bullseye-arm64: Debian bullseye arm64" in r.stdout, r.stderr
     assert pi_emu.read_stamp(bullseye.root)["built"] == bullseye.stamp["built"]    # not rebuilt
