@@ -54,7 +54,8 @@ TRAIN    := $(call resolve,train,$(TRAIN_KNOBS))
 QUANTIZE := $(call resolve,quantize,$(QUANTIZE_KNOBS))
 EXPORT   := $(call resolve,export,$(EXPORT_KNOBS))
 $(foreach v,TRAIN QUANTIZE EXPORT,$(if $(filter error,$(firstword $($(v)))),$(error $(wordlist 2,999,$($(v))))))
-$(foreach v,TRAIN QUANTIZE EXPORT,$(if $($(v)),,$(error pipeline/knobs.py did not run with $(KNOBS_PY): make venv first)))
+$(foreach v,TRAIN QUANTIZE EXPORT,$(if $($(v)),,$(error pipeline/knobs.py did not run with '$(KNOBS_PY)': \
+  Python 3.11 is required (apt-get install python3.11 python3.11-venv, or pass PYTHON=/path/to/python3.11))))
 endif
 # A stage whose settings changed is out of date whatever its files' times say; otherwise
 # only its real prerequisites count, so `make -q` and `make -n` answer truthfully.
