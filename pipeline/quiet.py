@@ -148,8 +148,10 @@ class LogProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
 
-    def set_postfix_str(self, *_, **__) -> None:
+    def set_postfix_str(self, *_, **__) -> None:   # a bar's decoration: nothing to log
         pass
+
+    set_postfix = set_description = refresh = set_postfix_str
 
     def write(self, line: str, file=None, **_) -> None:
         print(line, file=file or sys.stderr, flush=True)

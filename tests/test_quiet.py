@@ -65,15 +65,21 @@ def test_quantize_in_a_log_prints_no_banner_and_no_bar(tmp_path):
     folder = tiny.blob_folder(tmp_path / "imgs", per_class=20)
     src = tiny.write_source(tmp_path / "src", tiny.untrained(), config=tiny.CFG.replace(data=str(folder)))
 
-    def run(*extra):
-        r = subprocess.run([sys.executable, "-m", "quantize", *extra, "--model", str(src), "--out",
-                            str(tmp_path / "q"), "--variants", "float32,int8", "--calibration-size", "8"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=900)
-        assert r.returncode == 0, r.stderr[-3000:]
-        return r
-    r = run()
+    r = subprocess.run([sys.executable, "-m", "quantize", "--model", str(src), "--out", str(tmp_path / "q"),
+                        "--variants", "float32,int8", "--calibration-size", "8"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
     assert not [ln for ln in r.stderr.splitlines() if quiet.is_banner(ln)], r.stderr
     assert "\r" not in r.stderr and "converting ..." in r.stderr and "converting: 2 variants in " in r.stderr
     assert r.stdout.count("wrote ") == 1
-    r = run("-v")                                          # the banners come back
-    assert "fully_quantize: 0, inference_type: 6" in r.stderr and "oneDNN custom operations" in r.stderr
+    # -v keeps the banners: test_the_filter_works_on_file_descriptor_2_and_in_children, without a conversion
+
+
+def test_a_log_gets_a_line_at_each_end_whatever_tqdm_calls_are_made(capsys):
+    with quiet.LogProgress(total=4, desc="candidates", unit="layer") as bar:
+        bar.set_postfix(drop="0.3 pt")
+        bar.set_postfix_str("conv2")
+        bar.set_description("candidates")
+        bar.update(4)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "candidates ..." and lines[1].startswith("candidates: 4 layers in ") and len(lines) == 2
