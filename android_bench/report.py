@@ -9,7 +9,8 @@ Writes, each under a temporary name first:
   change in top-1 against the float32 row of the same target, runtime, threads
   and XNNPACK setting -- a ratio across machines or runtimes would mix two effects;
   on every target but ``local``, ``agreement_with_host`` (see agreement_with_host())
-  and ``emulation`` (not None: the latencies time an emulator such as qemu, not a CPU);
+  and ``emulation`` (not None: the latencies time an emulator such as qemu, not a CPU,
+  so such rows get no speedup, no ``speedup_ci`` and no latency verdict);
   and the statistics of android_bench.stats: ``speedup_ci`` (95% bootstrap interval of the
   speedup of the median), ``mcnemar_p`` (float32 against the variant on the same images) and
   ``within_noise`` ({"latency", "top1"}: true when the difference is not distinguishable from noise);
@@ -93,15 +94,19 @@ def agreement_with_host(rows: list[dict], docs: dict[str, dict]) -> None:
     The fraction of images whose top-1 on the target equals the host's (the ``local``
     target's) for the same model file (sha256) and eval pack (sha256), over the images
     both evaluated (each takes the pack's first N: ``agreement_with_host_images``). The host
-    result of the same runtime is preferred (then only the CPU differs), else any local one
-    (``host_runtime`` says which). None where no such host result exists: run
-    ``--target local`` on the same files first.
+    result of the same runtime is taken (then only the CPU differs: like with like), else
+    any local one: ``host_runtime`` says which, and ``agreement_with_host_same_runtime`` is
+    False then, because two runtimes' kernels differ on their own (their int8 predictions
+    differed on 4 of 2,000 images on one x86 machine). None where no host result exists:
+    run ``--target local`` on the same files first, with the same runtime
+    (``--runtime tflite_runtime --python`` a venv with tflite-runtime and numpy<2).
     """
     hosts = [(d.get("environment", {}).get("runtime"), d.get("environment", {}).get("runtime_version"),
               _eval_pack_sha(d), _predictions(d)) for d in docs.values() if d.get("target") == "local"]
     mine = {name: _predictions(d) for name, d in docs.items()}
     for r in rows:
-        r.update(agreement_with_host=None, agreement_with_host_images=None, host_runtime=None, top1_vs_host=None)
+        r.update(agreement_with_host=None, agreement_with_host_images=None, host_runtime=None, top1_vs_host=None,
+                 agreement_with_host_same_runtime=None)
         doc = docs[r["results_file"]]
         pred = mine[r["results_file"]].get(r["sha256"])
         if r["target"] == "local" or pred is None:
@@ -115,7 +120,8 @@ def agreement_with_host(rows: list[dict], docs: dict[str, dict]) -> None:
         n = min(len(ref), len(pred))
         if n:
             r.update(agreement_with_host=agreement(np.asarray(pred[:n]), np.asarray(ref[:n])),
-                     agreement_with_host_images=n, host_runtime=f"{runtime} {version}")
+                     agreement_with_host_images=n, host_runtime=f"{runtime} {version}",
+                     agreement_with_host_same_runtime=runtime == r["runtime"])
         # Δ top-1 only over the same images: the host row of that runtime with as many images
         same = [h for h in rows if h["target"] == "local" and h["sha256"] == r["sha256"] and h["runtime"] == runtime
                 and h["top1"] is not None and h["images"] == r["images"] == n and r["top1"] is not None]
@@ -135,12 +141,14 @@ def _key(row: dict) -> tuple:
 
 
 def compare(rows: list[dict]) -> list[dict]:
-    """Adds speedup_vs_float32 and top1_vs_float32 against the float32 row of the same setting."""
+    """Adds speedup_vs_float32 and top1_vs_float32 against the float32 row of the same setting;
+    an emulated row gets no speedup: its latency is the emulator's."""
     reference = {_key(r): r for r in rows if r["variant"] == REFERENCE and not r["error"]}
     for r in rows:
         ref = reference.get(_key(r))
         ok = ref is not None and not r["error"]
-        r["speedup_vs_float32"] = ref["median_ms"] / r["median_ms"] if ok and r["median_ms"] else None
+        timed = ok and r["median_ms"] and not r.get("emulation")
+        r["speedup_vs_float32"] = ref["median_ms"] / r["median_ms"] if timed else None
         r["top1_vs_float32"] = (r["top1"] - ref["top1"] if ok and r["top1"] is not None
                                 and ref["top1"] is not None else None)
     return rows
@@ -197,7 +205,8 @@ def markdown(rows: list[dict]) -> str:
                 out.append(f"| {r['variant']} | {runtime} | {r['threads']} | {format_size(r['size_bytes'])} | "
                            f"failed: {error[:160]} | | | | | |")
                 continue
-            speedup = "-" if r["speedup_vs_float32"] is None else f"{r['speedup_vs_float32']:.2f}x"
+            speedup = "n/a (emulated)" if r.get("emulation") else \
+                "-" if r["speedup_vs_float32"] is None else f"{r['speedup_vs_float32']:.2f}x"
             change = "-" if r["top1_vs_float32"] is None else f"{100 * r['top1_vs_float32']:+.2f} pt"
             mean = " (mean)" if r.get("latency_statistic") == "mean" else ""   # a benchmark_model without median
             mean += " (emulated)" if r.get("emulation") else ""
@@ -239,14 +248,20 @@ def host_agreement_markdown(rows: list[dict]) -> list[str]:
             continue
         seen.add(key)
         change = "-" if r.get("top1_vs_host") is None else f"{100 * r['top1_vs_host']:+.2f} pt"
+        host = r["host_runtime"] + ("" if r.get("agreement_with_host_same_runtime") else
+                                    " (another runtime: not only the CPU differs)")
         lines.append(f"| {r['variant']} | {r['runtime']} {r['runtime_version']} | {format_pct(r['agreement_with_host'])} "
-                     f"| {r['agreement_with_host_images']} | {r['host_runtime']} | {change} |")
+                     f"| {r['agreement_with_host_images']} | {host} | {change} |")
     if not lines:
         return ["Agreement with the host: no `local` results for the same model files and eval pack "
                 "(run `python -m android_bench run --target local` on them for it).", ""]
+    crossed = sorted({r["runtime"] for r in rows if r.get("agreement_with_host_same_runtime") is False})
+    note = [f"For like with like, measure the host with {', '.join(crossed)} too: `python -m android_bench run "
+            f"--target local --runtime RUNTIME --python PYTHON` with a Python that has it (tflite-runtime: a "
+            f"venv with numpy<2).", ""] if crossed else []
     return ["Predictions against the host's (target `local`, same model file and images):", "",
             "| variant | runtime | agreement with host | images | host runtime | Δ top-1 vs host |",
-            "|---|---|---:|---:|---|---:|", *lines, ""]
+            "|---|---|---:|---:|---|---:|", *lines, "", *note]
 
 
 def series(rows: list[dict]) -> dict[str, list[dict]]:

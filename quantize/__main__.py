@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from pipeline import quiet
+from pipeline.quiet import count
 from quantize.config import IO, ConfigError, Granularity, QuantizeConfig, Variant
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TF's start-up chatter out of the way
@@ -51,16 +53,24 @@ class Stages(click.Group):
     earlier docs run) stays ``python -m quantize convert --model ...``."""
 
     def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
-            args = ["convert", *args]
-        elif not args:
-            args = ["convert"]
-        return super().parse_args(ctx, args)
+        lead = [a for a in args[:1] if a in VERBOSE]     # the group's own option stays in front
+        rest = args[len(lead):]
+        if rest and rest[0] not in self.commands and rest[0] not in ("--help", "-h"):
+            rest = ["convert", *rest]
+        elif not rest:
+            rest = ["convert"]
+        return super().parse_args(ctx, lead + rest)
+
+
+VERBOSE = ("-v", "--verbose")
 
 
 @click.group(cls=Stages)
-def cli():
+@click.option(*VERBOSE, "verbose", is_flag=True,
+              help="keep TensorFlow's and the converter's own log lines (filtered out by default)")
+def cli(verbose):
     """Quantize a trained model (convert, the default command) and look at its per-layer error (debug)."""
+    quiet.install(verbose)
 
 
 @cli.command()
@@ -102,7 +112,7 @@ def convert(model_path, out, variants, io, calibration_size, granularity, max_dr
     except errors as e:
         raise click.ClickException(str(e)) from None
     for v in summary["variants"]:
-        kept = f"  ({len(v['float_layers'])} layers in float32)" if v.get("float_layers") else ""
+        kept = f"  ({count(len(v['float_layers']), 'layer')} in float32)" if v.get("float_layers") else ""
         click.echo(f"{v['name']:>12}  {v['size_bytes'] / 1024:8.1f} KiB  {out / v['file']}{kept}")
     if "accuracy_budget" in summary:
         click.echo(f"accuracy budget: {summary['accuracy_budget']['message']}")
@@ -128,7 +138,7 @@ def debug(quantized, out, images, data):
     rows = [stage.LayerError(**r) for r in record["layers"]]
     click.echo(stage.table(rows[:10], record["float_layers"]))
     if len(rows) > 10:
-        click.echo(f"... {len(rows) - 10} more layers in {out / (stage.REPORT + '.md')}")
+        click.echo(f"... {count(len(rows) - 10, 'more layer')} in {out / (stage.REPORT + '.md')}")
     click.echo(f"wrote {', '.join(stage.REPORT + e for e in ('.json', '.md', '.png'))} in {out}")
 
 

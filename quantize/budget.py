@@ -94,8 +94,8 @@ def search(calibrated: Calibrated, ranking: list[LayerError], images: np.ndarray
     ``plain`` is full int8, the starting point: if no deny-list does better, it
     stays the best found. Returns (best Candidate, met, Search with its steps).
     """
-    from tqdm import tqdm
-    progress = progress or tqdm
+    from pipeline import quiet
+    progress = progress or quiet.progress
     s = Search(calibrated, images, labels, label_names, reference_top1, max_drop)
     by_tensor = {r.tensor: r for r in ranking}
     deny: list = []
@@ -142,7 +142,8 @@ def _layer(r: LayerError) -> dict:
 
 
 def apply(calibrated_factory, plain_int8: bytes, float32: bytes, val, label_names: list,
-          preprocessing, max_drop: float, keras_layers: dict, progress=None) -> tuple[bytes, dict]:
+          preprocessing, max_drop: float, keras_layers: dict, progress=None,
+          output_layer: str | None = None) -> tuple[bytes, dict]:
     """The int8 model to ship under ``max_drop`` and the record quantize.json keeps.
 
     ``calibrated_factory()`` builds the ``Calibrated`` recipe; it is only called
@@ -167,7 +168,7 @@ def apply(calibrated_factory, plain_int8: bytes, float32: bytes, val, label_name
                       seconds=time.perf_counter() - t0)
         return plain_int8, record
     calibrated = calibrated_factory()
-    ranking = calibrated.layer_errors(keras_layers=keras_layers, progress=progress)
+    ranking = calibrated.layer_errors(keras_layers=keras_layers, progress=progress, output_layer=output_layer)
     plain = Candidate([], plain_int8, plain_top1, drop_pts(ref, plain_top1))
     best, met, s = search(calibrated, ranking, val.x, val.y, label_names, ref, max_drop, plain, progress)
     by_tensor = {r.tensor: r for r in ranking}

@@ -33,10 +33,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from imagedata.dataset import Dataset
 from imagedata.preprocess import Preprocessing
+from pipeline import quiet
 from quantize import files, graph
 from quantize.config import IO, Granularity, QuantizeConfig, Variant
 from quantize.source import Source, load_data, load_keras, load_source
@@ -124,7 +124,7 @@ def _converter(saved_model: Path, variant: Variant, config: QuantizeConfig, cali
     if variant.calibrated:
         if calibration is None or preprocessing is None:
             raise CalibrationError(f"{variant.value} needs calibration images and their preprocessing")
-        c.representative_dataset = _representative_dataset(calibration, preprocessing, progress or tqdm)
+        c.representative_dataset = _representative_dataset(calibration, preprocessing, progress or quiet.progress)
     if variant is Variant.INT8:
         c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         io = {IO.INT8: tf.int8, IO.UINT8: tf.uint8, IO.FLOAT32: tf.float32}[config.io]
@@ -206,13 +206,13 @@ def _within_budget(int8: bytes, built: dict, saved_model: Path, model, config: Q
                    calibration: np.ndarray, source: Source, dataset: Dataset, progress) -> tuple[bytes, dict]:
     """``int8``, or the selective model ``quantize.budget`` picks, and the budget's record."""
     from quantize import budget
-    from quantize.debug import Calibrated, keras_parameter_counts
+    from quantize.debug import Calibrated, keras_parameter_counts, output_layer
 
     float32 = built.get(Variant.FLOAT32) or convert(saved_model, Variant.FLOAT32, config)
     chosen, record = budget.apply(
         lambda: Calibrated(saved_model, config, calibration, source.preprocessing, progress),
         int8, float32, dataset.val, list(dataset.labels), source.preprocessing, config.max_drop,
-        keras_parameter_counts(model), progress)
+        keras_parameter_counts(model), progress, output_layer(model))
     if record["float_layers"]:
         _check_integer(chosen, Variant.INT8, config, [f["tensor"] for f in record["float_layers"]])
     return chosen, record
@@ -231,7 +231,7 @@ def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | 
 
     from train.fit import machine, versions
 
-    progress = progress or tqdm
+    progress = progress or quiet.progress
     out = Path(out)
     source = load_source(model_path)
     model = load_keras(source)

@@ -65,7 +65,7 @@ class LayerError:
         return asdict(self)
 
 
-def layer_name(tensor: str, keras_layers: dict | None = None) -> str:
+def layer_name(tensor: str, keras_layers: dict | None = None, output_layer: str | None = None) -> str:
     """The Keras layer behind a TFLite tensor name.
 
     Fused names list every layer folded into the op, e.g.
@@ -73,6 +73,8 @@ def layer_name(tensor: str, keras_layers: dict | None = None) -> str:
     the exported graph adds ``_1`` to each Keras name. With ``keras_layers``
     ({name: parameter count}) the layer with the most parameters wins (the
     convolution, not its batch norm or activation); without, the first.
+    The model's output tensor is named after the signature (``StatefulPartitionedCall_1:0``,
+    the softmax's): it is the ``output_layer``'s, the Keras layer that makes the model's output.
     """
     found = []
     for part in tensor.split(";"):
@@ -88,7 +90,7 @@ def layer_name(tensor: str, keras_layers: dict | None = None) -> str:
         if name and name not in found:
             found.append(name)
     if not found:
-        return tensor
+        return output_layer if output_layer and "/" not in tensor else tensor
     if keras_layers:
         return max(found, key=lambda n: keras_layers.get(n, 0))   # first of equals: max is stable
     return found[0]
@@ -168,10 +170,11 @@ class Calibrated:
             denylisted_nodes=list(denylist) or None)
 
     def layer_errors(self, images: np.ndarray | None = None, keras_layers: dict | None = None,
-                     batch_size: int = 32, progress=None) -> list[LayerError]:
-        """Per-layer error over ``images`` (default: the calibration images), worst first."""
-        from tqdm import tqdm
-        progress = progress or tqdm
+                     batch_size: int = 32, progress=None, output_layer: str | None = None) -> list[LayerError]:
+        """Per-layer error over ``images`` (default: the calibration images), worst first;
+        ``keras_layers`` and ``output_layer``: see layer_name()."""
+        from pipeline import quiet
+        progress = progress or quiet.progress
         images = self.calibration if images is None else images
         debug_model = self.debugger.get_debug_quantized_model()
         verify = _verify_ops(debug_model)
@@ -211,7 +214,7 @@ class Calibrated:
             rmse = math.sqrt(sq[k] / n)
             tensor = _plain_name(details[q]["name"], names)
             rows.append(LayerError(
-                layer=layer_name(tensor, keras_layers), op=op, tensor=tensor,
+                layer=layer_name(tensor, keras_layers, output_layer), op=op, tensor=tensor,
                 rmse_over_scale=rmse / scale if scale else float("inf"), rmse=rmse,
                 max_abs_error=float(peak[k]), mean_error=float(total[k] / n), scale=scale,
                 zero_point=zero_point, elements=int(count[k] // max(len(images), 1))))
@@ -224,6 +227,11 @@ def sort_worst_first(rows: list[LayerError]) -> list[LayerError]:
 
 def keras_parameter_counts(model) -> dict:
     return {layer.name: int(layer.count_params()) for layer in model.layers}
+
+
+def output_layer(model) -> str:
+    """The Keras layer that makes the model's (single) output: ``predictions`` in MobileNet."""
+    return model.outputs[0]._keras_history.operation.name
 
 
 # ----------------------------------------------------------------------------- the report
@@ -302,12 +310,11 @@ def run(quantized: Path, out: Path, images: int | None = None, dataset=None, dat
     import json
     import tempfile
 
-    from tqdm import tqdm
-
+    from pipeline import quiet
     from quantize.convert import SUMMARY, _export_saved_model, calibration_images
     from quantize.source import load_keras, load_source
 
-    progress = progress or tqdm
+    progress = progress or quiet.progress
     quantized = Path(quantized)
     summary_path = quantized / SUMMARY
     if not summary_path.is_file():
@@ -342,7 +349,8 @@ def run(quantized: Path, out: Path, images: int | None = None, dataset=None, dat
         calibrated = Calibrated(Path(tmp) / "saved_model", config, calibration, source.preprocessing,
                                 progress)
         subset = calibration if images is None else calibration[:images]
-        rows = calibrated.layer_errors(subset, keras_parameter_counts(model), progress=progress)
+        rows = calibrated.layer_errors(subset, keras_parameter_counts(model), progress=progress,
+                                       output_layer=output_layer(model))
     float_layers = [f["tensor"] for f in int8.get("float_layers", [])]
     info = {"images": int(len(subset)), "split": "calibration",
             "int8": {"file": str(quantized / int8["file"]), "sha256": int8["sha256"],

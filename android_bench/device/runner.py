@@ -295,7 +295,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     per_model = 1 + len(args.threads) * len(XNNPACK_CHOICES[args.xnnpack]) if args.eval_pack else \
         len(args.threads) * len(XNNPACK_CHOICES[args.xnnpack])
     progress = Progress(per_model * len(args.models))
-    print(f"measuring {len(args.models)} models on {info['hostname']} ({info['cpu']}, {info['cores']} cores) "
+    models = f"{len(args.models)} model{'s' if len(args.models) != 1 else ''}"
+    print(f"measuring {models} on {info['hostname']} ({info['cpu']}, {info['cores']} cores) "
           f"with {env['runtime']} {env['runtime_version']}", file=sys.stderr, flush=True)
     work = tempfile.mkdtemp(prefix="android_bench_jobs.")
     try:
@@ -317,7 +318,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     _write_json(args.out, doc)
     failed = sorted({r["variant"] for r in rows if r["error"]})
     if failed:
-        print(f"error: {len(failed)} of {len(args.models)} models failed ({', '.join(failed)}); "
+        print(f"error: {len(failed)} of {models} failed ({', '.join(failed)}); "
               f"their errors are in {args.out}", file=sys.stderr)
         return EXIT_FAILED_VARIANTS
     return 0

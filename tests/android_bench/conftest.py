@@ -24,7 +24,6 @@ VARIANTS = ("float32", "dynamic_int8", "int8")
 CACHE = default_cache_dir()
 TFLITE_RUNTIME_VENV = CACHE / "venv-tflite-runtime-2.14.0-numpy1"
 TFLITE_RUNTIME_REQUIREMENTS = ["numpy<2", "tflite-runtime==2.14.0"]
-PY39_VENV = CACHE / "venv-python3.9-tflite-runtime-2.14.0-numpy1"
 
 
 @pytest.fixture(scope="session")
@@ -131,6 +130,7 @@ PermitRootLogin prohibit-password
 UsePAM no
 StrictModes no
 AllowUsers {user}
+AcceptEnv TMPDIR
 LogLevel ERROR
 """)
     if os.geteuid() == 0:
@@ -194,11 +194,12 @@ def tflite_runtime_python():
 
 
 @pytest.fixture(scope="session")
-def python39_tflite_runtime():
-    """Python 3.9 (the oldest the device runner supports) with numpy<2 and tflite-runtime 2.14.0."""
-    from tests.conftest import python39
-    exe = python39()
-    if exe is None:
-        pytest.skip("no Python 3.9 interpreter on this machine (pyenv install 3.9 gives one)")
-    return cached_venv(PY39_VENV, TFLITE_RUNTIME_REQUIREMENTS,
-                       "import sys, numpy, tflite_runtime; assert sys.version_info[:2] == (3, 9)", base=exe)
+def pi_emu_root():
+    """The emulated Pi's bookworm root file system, built on first use and reused afterwards."""
+    from android_bench import pi_emu
+    try:
+        pi_emu.check_host()
+    except pi_emu.CannotEmulate as e:
+        pytest.skip(f"this machine cannot emulate arm64: {e}")
+    stamp = pi_emu.build(pi_emu.BOOKWORM)
+    return SimpleNamespace(root=pi_emu.ROOTFS, stamp=stamp)

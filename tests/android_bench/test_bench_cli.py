@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 from android_bench.__main__ import cli
 from android_bench.config import BenchConfig, ConfigError, Runtime, Xnnpack
 from android_bench.device import evaluate, runner
+from pipeline import quiet
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--runs", "5", "--min-seconds", "0", "--warmup-runs", "1", "--warmup-seconds", "0"]
@@ -62,3 +64,16 @@ def test_make_bench_runs_the_target_then_the_report(tmp_path):
     assert (f"-m android_bench run --target ssh://pi@raspberrypi --threads 1,2,4 --out {tmp_path}/bench "
             f"{tmp_path}/manifest.json" in " ".join(r.stdout.split()))
     assert f"-m android_bench report --out {tmp_path}/bench" in r.stdout
+
+
+def test_a_run_in_a_log_says_each_thing_once(bench_build, tmp_path):
+    out = tmp_path / "bench"
+    r = subprocess.run([sys.executable, "-m", "android_bench", "run", "--threads", "1", "--runs", "3",
+                        "--min-seconds", "0", "--warmup-runs", "0", "--warmup-seconds", "0", "--out", str(out),
+                        str(bench_build.models[0])], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    both = r.stdout + r.stderr
+    assert both.count("wrote ") == 1 and f"wrote {out / 'results' / 'local__ai_edge_litert.json'}" in both
+    assert "measuring 1 model on " in r.stderr and "1 models" not in both
+    assert "\r" not in both and not [ln for ln in both.splitlines() if quiet.is_banner(ln)]
+    assert "[2/2] float32 threads=1 xnnpack=on: median" in r.stderr   # one line per measurement

@@ -57,6 +57,13 @@ def test_front_is_per_thread_count_and_skips_failures(tmp_path):
     rows = [row("v1-a", "float32", 1, 2.0, 0.90), row("v1-a", "int8", 1, 1.0, 0.89),
             row("v2-b", "float32", 1, 2.5, 0.88), row("v2-b", "int8", 1, None, None, error="int8: crashed"),
             row("v1-a", "float32", 2, 1.5, 0.90), row("v2-b", "float32", 2, 1.2, 0.88)]
+    emulated = [dict(row("v1-a", "float32", 1, 70.0, 0.90), target="pi-emu", emulation="qemu-aarch64"),
+                dict(row("v1-a", "int8", 1, 31.0, 0.89), target="pi-emu", emulation="qemu-aarch64")]
+    report.mark_front(emulated)
+    assert [r["pareto"] for r in emulated] == [None, None]   # qemu's latencies: no front
+    assert "| v1-a | v1 | 0.5 | 32 | int8 | 1 | 1k | 2.00M | 4.0 KiB | 31.0 ms | 89.00% | n/a (emulated) |" in \
+        report.markdown({"sweep": {"source": "g.toml", "target": "pi-emu", "train": {}, "quantize": {"variants": []}},
+                         "results": emulated})
     report.mark_front(rows)
     assert [r["pareto"] for r in rows] == [True, True, False, None, True, True]
     doc = {"sweep": {"source": "g.toml", "target": "local", "train": {"epochs": 3},
@@ -268,7 +275,9 @@ def test_sweep_two_configurations_resume_reuse_and_redo(tmp_path):
         assert row["images"] == json.loads((folder / "manifest.json").read_text())["eval_pack"]["images"] > 0
         assert row["size_bytes"] == (folder / f"{row['variant']}.tflite").stat().st_size
         assert (row["params"], row["macs"]) == (model["model"]["params"], model["model"]["macs"])
-        assert row["top1"] == pytest.approx(row["host_top1"], abs=0.1)   # the target's and export's top-1
+        # the same file, images and runtime as export's measurement: the same top-1, to the image
+        assert row["images"] == json.loads((folder / "manifest.json").read_text())["evaluation"]["images"]
+        assert row["top1"] == row["host_top1"], row
         if row["variant"] == "float32":
             assert row["top1"] > 0.6, row   # the blob task is learned (chance: 0.25)
     assert rows[0]["params"] != rows[2]["params"]   # two different models
