@@ -8,7 +8,7 @@
 #   make test                   the fast test suite; CI adds the slow and arm ones
 # Knobs (empty = the defaults in train/config.py): ARCH ALPHA RES EPOCHS DATA OUT
 #   and for quantize/export (defaults in quantize/config.py, export/config.py):
-#   VARIANTS (comma-separated) IO CALIB GRANULARITY EVAL_SIZE
+#   VARIANTS (comma-separated) IO (uint8 for apps, int8 for NPUs) COLOR (rgb, as_trained) CALIB GRANULARITY EVAL_SIZE
 #   MAX_DROP=PTS: int8 may lose at most PTS top-1 points on val, else its worst layers stay float32
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -25,6 +25,7 @@ DATA   ?=
 RESUME ?=
 VARIANTS    ?=
 IO          ?=
+COLOR       ?=
 CALIB       ?=
 GRANULARITY ?=
 EVAL_SIZE   ?=
@@ -33,7 +34,7 @@ MAX_DROP    ?=
 TRAIN_ARGS := $(if $(ARCH),--arch $(ARCH)) $(if $(ALPHA),--alpha $(ALPHA)) \
               $(if $(RES),--resolution $(RES)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
               $(if $(DATA),--data $(DATA))
-QUANTIZE_ARGS := $(if $(VARIANTS),--variants $(VARIANTS)) $(if $(IO),--io $(IO)) \
+QUANTIZE_ARGS := $(if $(VARIANTS),--variants $(VARIANTS)) $(if $(IO),--io $(IO)) $(if $(COLOR),--input-color $(COLOR)) \
                  $(if $(CALIB),--calibration-size $(CALIB)) $(if $(GRANULARITY),--granularity $(GRANULARITY)) \
                  $(if $(MAX_DROP),--max-drop $(MAX_DROP))
 EXPORT_ARGS   := $(if $(EVAL_SIZE),--eval-size $(EVAL_SIZE))

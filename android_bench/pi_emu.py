@@ -6,12 +6,12 @@
 No ARM board is needed to run the ARM software stack: ``debootstrap`` lays
 down arm64 Debian bookworm (Python 3.11, what 64-bit Raspberry Pi OS Bookworm
 is built on), and the kernel's binfmt_misc hands every aarch64 executable to
-``qemu-aarch64-static``, which translates its instructions. Two virtual
-environments hold the two runtimes a Pi user installs from PyPI, each with
-numpy 1.26.4:
+``qemu-aarch64-static``, which translates its instructions. Three virtual
+environments hold what a Pi user installs from PyPI, each with numpy 1.26.4:
 
     /opt/venv/tflite_runtime    tflite-runtime 2.14.0
     /opt/venv/ai_edge_litert    ai-edge-litert 2.3.0 (and its dependencies, pinned)
+    /opt/venv/mediapipe         mediapipe 1.2.3, MediaPipe Tasks (app-level latency)
 
 so the device runner runs on the very aarch64 wheels a Pi runs: XNNPACK's and
 TFLite's ARM (NEON, dot-product) kernels, not the x86 ones. Predictions and
@@ -69,6 +69,13 @@ VENVS = {
     "tflite_runtime": ("tflite-runtime==2.14.0", NUMPY),
     "ai_edge_litert": ("ai-edge-litert==2.3.0", NUMPY, "backports.strenum==1.2.8", "flatbuffers==25.12.19",
                        "ml_dtypes==0.5.4", "protobuf==7.36.2", "tqdm==4.70.1", "typing_extensions==4.16.0"),
+    # MediaPipe Tasks, the runner's app-level runtime (android_bench.device.mediapipe_tasks). With
+    # numpy 1.26, opencv-contrib-python resolves to 4.11 (its 5.x wheels want numpy 2).
+    "mediapipe": ("mediapipe==1.2.3", NUMPY, "absl-py==2.5.1", "certifi==2026.10.19.post1", "cffi==2.1.1",
+                  "contourpy==1.3.3", "cycler==0.12.1", "flatbuffers==25.12.19", "fonttools==4.68.0",
+                  "kiwisolver==1.5.1", "matplotlib==3.11.2", "opencv-contrib-python==4.11.0.86", "packaging==26.4",
+                  "pillow==13.0.0", "pycparser==3.12", "pyparsing==3.3.3", "python-dateutil==4.0.0",
+                  "sounddevice==0.5.6", "tzdata==2026.6"),
 }
 VENV_DIR = "/opt/venv"
 PACKAGES = ("python3", "python3-venv")     # on top of debootstrap's minbase

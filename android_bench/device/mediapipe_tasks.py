@@ -67,7 +67,7 @@ def classifier(model: str):
     options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=model))
     try:
         return mp, vision.ImageClassifier.create_from_options(options)
-    except (RuntimeError, ValueError) as e:
+    except (RuntimeError, ValueError, OSError) as e:   # it says why in any of these (FileNotFoundError too)
         raise EvaluationError(f"MediaPipe Tasks cannot load {model}: {e}") from None
 
 
