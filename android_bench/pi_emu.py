@@ -78,7 +78,10 @@ VENVS = {
                   "sounddevice==0.5.6", "tzdata==2026.6"),
 }
 VENV_DIR = "/opt/venv"
-PACKAGES = ("python3", "python3-venv")     # on top of debootstrap's minbase
+# On top of debootstrap's minbase. mediapipe's OpenCV (opencv-contrib-python, a Qt build) loads
+# libGL, GLib, libSM and the X libraries on import, as it does on Raspberry Pi OS Lite, where
+# `pip install mediapipe` needs `apt install libgl1 libglib2.0-0 libsm6` too.
+PACKAGES = ("python3", "python3-venv", "libgl1", "libglib2.0-0", "libsm6")
 # Bookworm's glibc is 2.36: any manylinux tag up to it runs there (pip does not infer older ones).
 WHEEL_PLATFORMS = tuple(f"manylinux_2_{v}_aarch64" for v in range(36, 16, -1)) + ("manylinux2014_aarch64",)
 RECIPE = {"format": FORMAT, "suite": SUITE, "arch": ARCH, "packages": list(PACKAGES),

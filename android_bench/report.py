@@ -17,7 +17,8 @@ Writes, each under a temporary name first:
 * on rows of the ``mediapipe`` runtime (MediaPipe Tasks' ``classify()``, what an app
   sees), ``invoke_median_ms`` and ``invoke_runtime``: the ``invoke()``-only median of the
   same file on the same target at 1 thread (ai_edge_litert when measured), and
-  ``app_overhead_ms``, the difference (``app_vs_invoke()``); report.md shows them side by side;
+  ``app_minus_invoke_ms``, the difference: MediaPipe's pre- and postprocessing, and its own TFLite
+  build against the runtime's (``app_vs_invoke()``); report.md shows them side by side;
 * ``metadata`` on every row: what the file's metadata lacks or has corrupt (it still
   benchmarks; report.md says what is missing, and ``accuracy_skipped`` why top-1 was not measured);
 * ``report.png``: top-1 against median latency, one point per variant, one
@@ -157,7 +158,7 @@ def compare(rows: list[dict]) -> list[dict]:
 
 
 def app_vs_invoke(rows: list[dict]) -> None:
-    """Sets ``invoke_median_ms``, ``invoke_runtime`` and ``app_overhead_ms`` on each MediaPipe row: the
+    """Sets ``invoke_median_ms``, ``invoke_runtime`` and ``app_minus_invoke_ms`` on each MediaPipe row: the
     invoke()-only median of the same file (sha256) on the same target, 1 thread, XNNPACK on, preferring
     ai_edge_litert; None when there is none."""
     for r in rows:
@@ -171,7 +172,7 @@ def app_vs_invoke(rows: list[dict]) -> None:
         r.update(invoke_median_ms=same[0]["median_ms"] if ok else None,
                  invoke_runtime=f"{same[0]['runtime']} {same[0]['runtime_version']}" if ok else None,
                  invoke_top1=same[0]["top1"] if ok else None,
-                 app_overhead_ms=r["median_ms"] - same[0]["median_ms"] if ok else None)
+                 app_minus_invoke_ms=r["median_ms"] - same[0]["median_ms"] if ok else None)
 
 
 def app_latency_markdown(rows: list[dict]) -> list[str]:
@@ -180,18 +181,18 @@ def app_latency_markdown(rows: list[dict]) -> list[str]:
     for r in rows:
         if r["runtime"] != APP_RUNTIME or r["error"]:
             continue
-        overhead = "-" if r.get("app_overhead_ms") is None else f"{r['app_overhead_ms']:+.3f} ms"
+        diff = "-" if r.get("app_minus_invoke_ms") is None else f"{r['app_minus_invoke_ms']:+.3f} ms"
         emulated = " (emulated)" if r.get("emulation") else ""
         lines.append(f"| {r['variant']} | {format_ms(r['median_ms'])}{emulated} | {format_ms(r.get('invoke_median_ms'))}"
-                     f" | {overhead} | {r.get('invoke_runtime') or '-'} | {format_pct(r['top1'])} | "
+                     f" | {diff} | {r.get('invoke_runtime') or '-'} | {format_pct(r['top1'])} | "
                      f"{format_pct(r.get('invoke_top1'))} |")
     if not lines:
         return []
     version = next(r["runtime_version"] for r in rows if r["runtime"] == APP_RUNTIME)
     return [f"App-level latency: median of MediaPipe Tasks {version} `ImageClassifier.classify()` on one uint8 "
-            f"RGB frame (its preprocessing, inference on one thread, postprocessing), beside `invoke()` alone at "
-            f"1 thread; top-1 of MediaPipe's answers and of the runner's on the same images:", "",
-            "| variant | classify() | invoke() | app overhead | invoke() runtime | top-1 MediaPipe | top-1 runner |",
+            f"RGB frame (its preprocessing, inference with its own TFLite at its default threads, postprocessing), "
+            f"beside `invoke()` alone at 1 thread; top-1 of MediaPipe's answers and of the runner's on the same images:", "",
+            "| variant | classify() | invoke() | classify() - invoke() | invoke() runtime | top-1 MediaPipe | top-1 runner |",
             "|---|---:|---:|---:|---|---:|---:|", *lines, ""]
 
 

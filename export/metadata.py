@@ -18,9 +18,9 @@ reads past the flatbuffer. Without ``files``, the files already packed are kept.
 
 ``batch`` declares that batch size in every tensor's ``shape_signature`` whose
 batch dimension is dynamic (-1, what the converter writes for a Keras model):
-MediaPipe, GPU and NPU delegates want static shapes. The graph itself still
-takes any batch (its ops were converted for a dynamic one), so a runner that
-resizes the input evaluates in batches all the same.
+GPU and NPU delegates want static shapes. The graph itself still takes any
+batch (its ops were converted for a dynamic one), so a runner that resizes the
+input evaluates in batches all the same.
 
 The model is unpacked and repacked with the flatbuffer object API
 (``flatbuffer_utils``). Its generated code writes buffer data with 1-byte

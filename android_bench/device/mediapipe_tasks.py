@@ -14,8 +14,9 @@ the contract of ``android_bench.device.measure``:
   (CPU, XNNPACK) and postprocessing (scores, sorted categories with their
   labels). Init is ``create_from_options`` (the model, its metadata, the
   graph); the ``mp.Image`` is built once, before, and is not timed. MediaPipe's
-  Python API has no thread count: its CPU inference runs on one thread, and the
-  row says ``threads`` 1;
+  Python API has no thread count: the row says ``threads`` 1, what its CPU
+  inference is said to use outside mobile platforms (not verified here), and
+  the report compares it with ``invoke()`` at 1 thread;
 * **top-1**: ``classify`` on every eval-pack image, a grayscale one repeated
   into the three channels as an app sends a gray frame; the answer is the
   first category MediaPipe returns (its highest score; between equal scores,

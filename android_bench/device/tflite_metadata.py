@@ -21,6 +21,8 @@ flatbuffers by hand, so a device needs neither TensorFlow nor the
 ``flatbuffers`` package:
 
     Model (root table)
+      field 2 subgraphs: [SubGraph] SubGraph field 0 tensors: [Tensor] (0 shape: [int]),
+                                    field 1 inputs: [int]
       field 4 buffers:  [Buffer]    Buffer field 0 data: [ubyte]
                                     (or fields 1 offset / 2 size: bytes outside
                                     the flatbuffer, for models over 2 GB)
@@ -144,19 +146,13 @@ class _Flatbuffer:
         pos = self.field(table, index)
         return None if pos is None else self.bytes_at(pos).decode("utf-8", "replace")
 
-    def floats(self, table: int, index: int) -> Optional[List[float]]:
+    def numbers(self, table: int, index: int, kind: str) -> Optional[List[Any]]:
+        """The vector of 4-byte numbers at field ``index``: kind "f" float32, "i" int32; None if absent."""
         pos = self.field(table, index)
         if pos is None:
             return None
         start, n = self.vector(pos, 4)
-        return list(struct.unpack_from(f"<{n}f", self.data, start))
-
-    def ints(self, table: int, index: int) -> Optional[List[int]]:
-        pos = self.field(table, index)
-        if pos is None:
-            return None
-        start, n = self.vector(pos, 4)
-        return list(struct.unpack_from(f"<{n}i", self.data, start))
+        return list(struct.unpack_from(f"<{n}{kind}", self.data, start))
 
     def table(self, table: int, index: int) -> Optional[int]:
         pos = self.field(table, index)
@@ -196,8 +192,8 @@ def input_shape(model: bytes) -> List[int]:
     """The shape of the first subgraph's first input tensor, e.g. [1, 32, 32, 3]."""
     fb = _Flatbuffer(model)
     graph = fb.tables(fb.field(_model_root(fb), _MODEL_SUBGRAPHS))[0]
-    index = fb.ints(graph, _SUBGRAPH_INPUTS)[0]
-    return fb.ints(fb.tables(fb.field(graph, _SUBGRAPH_TENSORS))[index], _TENSOR_SHAPE) or []
+    index = fb.numbers(graph, _SUBGRAPH_INPUTS, "i")[0]
+    return fb.numbers(fb.tables(fb.field(graph, _SUBGRAPH_TENSORS))[index], _TENSOR_SHAPE, "i") or []
 
 
 def read_metadata(model: bytes) -> Dict[str, bytes]:
@@ -241,14 +237,14 @@ def _tensor(fb: _Flatbuffer, t: int) -> Dict[str, Any]:
         if fb.byte(unit, _UNION_TYPE) == _NORMALIZATION_OPTIONS:
             options = fb.table(unit, _UNION_VALUE)
             if options is not None:
-                normalization = {"mean": fb.floats(options, 0), "std": fb.floats(options, 1)}
+                normalization = {"mean": fb.numbers(options, 0, "f"), "std": fb.numbers(options, 1, "f")}
     stats = fb.table(t, _TM_STATS)
     files = [{"name": fb.string(f, _FILE_NAME), "description": fb.string(f, _FILE_DESCRIPTION),
               "type": FILE_TYPES.get(fb.byte(f, _FILE_TYPE), "UNKNOWN")}
              for f in fb.tables(fb.field(t, _TM_FILES))]
     return {"name": fb.string(t, _TM_NAME), "description": fb.string(t, _TM_DESCRIPTION),
             "color_space": color, "normalization": normalization,
-            "stats": None if stats is None else {"min": fb.floats(stats, 1), "max": fb.floats(stats, 0)},
+            "stats": None if stats is None else {"min": fb.numbers(stats, 1, "f"), "max": fb.numbers(stats, 0, "f")},
             "associated_files": files}
 
 

@@ -1,7 +1,6 @@
 """Fixtures of the benchmark tests: tiny exported models, a real sshd, a tflite-runtime-only venv."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -12,7 +11,6 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from imagedata.fashion_mnist import default_cache_dir
