@@ -10,7 +10,7 @@
 #   make test                   the fast test suite; CI adds the slow and arm ones
 # Knobs (defaults in train/config.py): ARCH ALPHA RES EPOCHS DATA OUT
 #   and for quantize/export (defaults in quantize/config.py, export/config.py):
-#   VARIANTS (comma-separated) IO CALIB GRANULARITY EVAL_SIZE
+#   VARIANTS (comma-separated) IO (uint8 for apps, int8 for NPUs) COLOR (rgb, as_trained) CALIB GRANULARITY EVAL_SIZE
 #   MAX_DROP=PTS: int8 may lose at most PTS top-1 points on val, else its worst layers stay float32
 # A knob not given keeps the value the build in OUT was made with (read from model.json,
 # quantize/quantize.json, manifest.json), so `make bench` never undoes `make export MAX_DROP=0.5`;
@@ -24,7 +24,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= build
 
 TRAIN_KNOBS    := ARCH ALPHA RES EPOCHS DATA
-QUANTIZE_KNOBS := VARIANTS IO CALIB GRANULARITY MAX_DROP
+QUANTIZE_KNOBS := VARIANTS IO COLOR CALIB GRANULARITY MAX_DROP
 EXPORT_KNOBS   := EVAL_SIZE
 RESUME ?=
 

@@ -84,7 +84,8 @@ def cli(verbose):
 @click.option("--xnnpack", type=click.Choice([x.value for x in Xnnpack]), default=_DEFAULT.xnnpack.value,
               show_default=True, help="XNNPACK delegate on, off, or both for comparison")
 @click.option("--runtime", type=click.Choice([r.value for r in Runtime]), default=_DEFAULT.runtime.value,
-              show_default=True, help="interpreter on the target; auto: ai_edge_litert, tflite_runtime, tensorflow")
+              show_default=True, help="interpreter on the target; auto: ai_edge_litert, tflite_runtime, tensorflow, "
+                                      "then MediaPipe Tasks' classify() where installed; mediapipe: only that")
 @click.option("--eval-pack", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="images for accuracy  [default: eval_pack.npz beside the first model]")
 @click.option("--no-accuracy", is_flag=True, help="latency only; no eval pack is copied")
@@ -134,12 +135,13 @@ def run(models, target, python, threads, xnnpack, runtime, eval_pack, no_accurac
             results = [adb_bench.run(config, where, resolved, eval_pack, out, phone, on_line=on_line)]
         else:   # the device runner; on pi-emu once per runtime installed there, each into its own results file
             results = []
-            for one_target, one_config in bench.per_runtime(where, config, python):
+            for one_target, one_config, optional in bench.per_runtime(where, config, python):
                 if results:   # a fresh progress bar for the next runtime
                     close()
                     on_line, close = _progress_printer()
-                results.append(bench.run(one_config, one_target, resolved, eval_pack, out, on_line=on_line))
-                on_line(f"wrote {results[-1].path}")
+                results.append(bench.run(one_config, one_target, resolved, eval_pack, out, on_line=on_line,
+                                         optional=optional))
+                on_line(f"wrote {results[-1].path}" if results[-1].path else f"skipped {results[-1].skipped}")
     except (ConfigError, ProtocolError, TargetError, bench.BenchError) as e:
         close()
         raise click.ClickException(str(e)) from None
@@ -168,8 +170,9 @@ def report(out):
 @cli.command()
 @click.option("--target", default="local", show_default=True, help="as for `run`: local, ssh://[user@]host[:port], ...")
 @click.option("--python", "python", default=None, help="the target's Python  [default: as for `run`]")
-@click.option("--runtime", type=click.Choice([r.value for r in Runtime]), default=_DEFAULT.runtime.value,
-              show_default=True, help="the runtime to judge; auto: the one `run` would pick")
+@click.option("--runtime", type=click.Choice([r.value for r in Runtime if r is not Runtime.MEDIAPIPE]),
+              default=_DEFAULT.runtime.value, show_default=True,
+              help="the runtime to judge; auto: the one `run` would pick")
 @click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="also show which ops of this .tflite XNNPACK takes on the target (repeatable)")
 @click.option("--json", "as_json", is_flag=True, help="print the checklist and the facts as JSON")

@@ -7,12 +7,12 @@
 No ARM board is needed to run the ARM software stack: ``debootstrap`` lays
 down arm64 Debian bookworm (Python 3.11, what 64-bit Raspberry Pi OS Bookworm
 is built on), and the kernel's binfmt_misc hands every aarch64 executable to
-``qemu-aarch64-static``, which translates its instructions. Two virtual
-environments hold the two runtimes a Pi user installs from PyPI, each with
-numpy 1.26.4:
+``qemu-aarch64-static``, which translates its instructions. Three virtual
+environments hold what a Pi user installs from PyPI, each with numpy 1.26.4:
 
     /opt/venv/tflite_runtime    tflite-runtime 2.14.0
     /opt/venv/ai_edge_litert    ai-edge-litert 2.3.0 (and its dependencies, pinned)
+    /opt/venv/mediapipe         mediapipe 1.2.3, MediaPipe Tasks (app-level latency)
 
 so the device runner runs on the very aarch64 wheels a Pi runs: XNNPACK's and
 TFLite's ARM (NEON, dot-product) kernels, not the x86 ones. Predictions and
@@ -76,6 +76,13 @@ VENVS = {
     "tflite_runtime": ("tflite-runtime==2.14.0", NUMPY),
     "ai_edge_litert": ("ai-edge-litert==2.3.0", NUMPY, "backports.strenum==1.2.8", "flatbuffers==25.12.19",
                        "ml_dtypes==0.5.4", "protobuf==7.36.2", "tqdm==4.70.1", "typing_extensions==4.16.0"),
+    # MediaPipe Tasks, the runner's app-level runtime (android_bench.device.mediapipe_tasks). With
+    # numpy 1.26, opencv-contrib-python resolves to 4.11 (its 5.x wheels want numpy 2).
+    "mediapipe": ("mediapipe==1.2.3", NUMPY, "absl-py==2.5.1", "certifi==2026.10.19.post1", "cffi==2.1.1",
+                  "contourpy==1.3.3", "cycler==0.12.1", "flatbuffers==25.12.19", "fonttools==4.68.0",
+                  "kiwisolver==1.5.1", "matplotlib==3.11.2", "opencv-contrib-python==4.11.0.86", "packaging==26.4",
+                  "pillow==13.0.0", "pycparser==3.12", "pyparsing==3.3.3", "python-dateutil==4.0.0",
+                  "sounddevice==0.5.6", "tzdata==2026.6"),
 }
 # Bullseye (Python 3.9, glibc 2.31): tflite-runtime 2.14 and ai-edge-litert 2.3 have no aarch64
 # wheel for it; these are the newest that install there (what `pip install` gives a Pi on bullseye).
@@ -86,6 +93,10 @@ BULLSEYE_VENVS = {
 }
 VENV_DIR = "/opt/venv"
 PACKAGES = ("python3", "python3-venv")     # on top of debootstrap's minbase
+# mediapipe's OpenCV (opencv-contrib-python, a Qt build) loads libGL, GLib, libSM and the X
+# libraries on import, as on Raspberry Pi OS Lite, where `pip install mediapipe` needs
+# `apt install libgl1 libglib2.0-0 libsm6` too.
+MEDIAPIPE_PACKAGES = ("libgl1", "libglib2.0-0", "libsm6")
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +124,7 @@ class Userland:
         return tuple(f"manylinux_2_{v}_aarch64" for v in range(self.glibc, 16, -1)) + ("manylinux2014_aarch64",)
 
 
-BOOKWORM = Userland("bookworm", "3.11", 36, VENVS)     # Raspberry Pi OS Bookworm, 64-bit
+BOOKWORM = Userland("bookworm", "3.11", 36, VENVS, PACKAGES + MEDIAPIPE_PACKAGES)     # Raspberry Pi OS Bookworm, 64-bit
 BULLSEYE = Userland("bullseye", "3.9", 31, BULLSEYE_VENVS)   # Raspberry Pi OS Bullseye, 64-bit
 USERLANDS = {u.suite: u for u in (BOOKWORM, BULLSEYE)}
 # --target -> (the file system, the CPU qemu presents); the Pi 5 is a BCM2712, Cortex-A76

@@ -15,6 +15,13 @@ Writes, each under a temporary name first:
   speedup of the median), ``mcnemar_p`` (float32 against the variant on the same images) and
   ``within_noise`` ({"latency", "top1"}: true when the difference is not distinguishable from noise);
 * ``report.md``: one table per target, with the machine it was measured on;
+* on rows of the ``mediapipe`` runtime (MediaPipe Tasks' ``classify()``, what an app
+  sees), ``invoke_median_ms`` and ``invoke_runtime``: the ``invoke()``-only median of the
+  same file on the same target at 1 thread (ai_edge_litert when measured), and
+  ``app_minus_invoke_ms``, the difference: MediaPipe's pre- and postprocessing, and its own TFLite
+  build against the runtime's (``app_vs_invoke()``); report.md shows them side by side;
+* ``metadata`` on every row: what the file's metadata lacks or has corrupt (it still
+  benchmarks; report.md says what is missing, and ``accuracy_skipped`` why top-1 was not measured);
 * ``report.png``: top-1 against median latency, one point per variant, one
   series per target and runtime (and XNNPACK setting, when off was measured),
   at its lowest thread count, marker area proportional to the file size.
@@ -43,7 +50,10 @@ ROW_KEYS = ("target", "variant", "runtime", "runtime_version", "threads", "xnnpa
             # benchmark_model rows (android_bench.adb_bench): which delegate, whether median_ms is its
             # median or its mean, where top-1 was measured, its memory lines and per-op profile
             "delegate", "latency_statistic", "accuracy_source", "warmup_avg_ms", "peak_memory_mb",
-            "memory_init_mb", "memory_overall_mb", "op_profile")
+            "memory_init_mb", "memory_overall_mb", "op_profile",
+            # what the file's metadata lacks (the runner still measures its latency)
+            "metadata", "accuracy_skipped")
+APP_RUNTIME = "mediapipe"
 
 
 class ReportError(ValueError):
@@ -74,6 +84,7 @@ def load(results_dir: Path) -> tuple[list[dict], list[dict]]:
     agreement_with_host(rows, docs)
     rows.sort(key=_order)
     compare(rows)
+    app_vs_invoke(rows)
     stats.annotate(rows, docs, _key, REFERENCE)   # speedup_ci, mcnemar_p, within_noise (android_bench.stats)
     return rows, sources
 
@@ -154,6 +165,59 @@ def compare(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def app_vs_invoke(rows: list[dict]) -> None:
+    """Sets ``invoke_median_ms``, ``invoke_runtime`` and ``app_minus_invoke_ms`` on each MediaPipe row: the
+    invoke()-only median of the same file (sha256) on the same target, 1 thread, XNNPACK on, preferring
+    ai_edge_litert; None when there is none."""
+    for r in rows:
+        if r["runtime"] != APP_RUNTIME:
+            continue
+        same = [h for h in rows if h["runtime"] not in (APP_RUNTIME, "benchmark_model") and not h["error"]
+                and h["target"] == r["target"] and h["sha256"] == r["sha256"] and h["threads"] == 1
+                and h.get("xnnpack", True) and h["median_ms"]]
+        same.sort(key=lambda h: h["runtime"] != "ai_edge_litert")
+        ok = bool(same) and not r["error"] and r["median_ms"] is not None
+        r.update(invoke_median_ms=same[0]["median_ms"] if ok else None,
+                 invoke_runtime=f"{same[0]['runtime']} {same[0]['runtime_version']}" if ok else None,
+                 invoke_top1=same[0]["top1"] if ok else None,
+                 app_minus_invoke_ms=r["median_ms"] - same[0]["median_ms"] if ok else None)
+
+
+def app_latency_markdown(rows: list[dict]) -> list[str]:
+    """MediaPipe's classify() against invoke() alone, per variant, with both top-1."""
+    lines = []
+    for r in rows:
+        if r["runtime"] != APP_RUNTIME or r["error"]:
+            continue
+        diff = "-" if r.get("app_minus_invoke_ms") is None else f"{r['app_minus_invoke_ms']:+.3f} ms"
+        emulated = " (emulated)" if r.get("emulation") else ""
+        lines.append(f"| {r['variant']} | {format_ms(r['median_ms'])}{emulated} | {format_ms(r.get('invoke_median_ms'))}"
+                     f" | {diff} | {r.get('invoke_runtime') or '-'} | {format_pct(r['top1'])} | "
+                     f"{format_pct(r.get('invoke_top1'))} |")
+    if not lines:
+        return []
+    version = next(r["runtime_version"] for r in rows if r["runtime"] == APP_RUNTIME)
+    return [f"App-level latency: median of MediaPipe Tasks {version} `ImageClassifier.classify()` on one uint8 "
+            f"RGB frame (its preprocessing, inference with its own TFLite at its default threads, postprocessing), "
+            f"beside `invoke()` alone at 1 thread; top-1 of MediaPipe's answers and of the runner's on the same images:", "",
+            "| variant | classify() | invoke() | classify() - invoke() | invoke() runtime | top-1 MediaPipe | top-1 runner |",
+            "|---|---:|---:|---:|---|---:|---:|", *lines, ""]
+
+
+def metadata_markdown(rows: list[dict]) -> list[str]:
+    """What each file's metadata lacks: it was benchmarked all the same."""
+    seen, lines = set(), []
+    for r in rows:
+        meta = r.get("metadata") or {}
+        said = [*meta.get("missing", []), *meta.get("problems", [])]
+        if r.get("accuracy_skipped"):
+            said.append(r["accuracy_skipped"])
+        if said and (r["file"], tuple(said)) not in seen:
+            seen.add((r["file"], tuple(said)))
+            lines.append(f"- {r['file']} ({r['runtime']}): " + "; ".join(said))
+    return ["Metadata missing or corrupt (latency was measured all the same):", "", *lines, ""] if lines else []
+
+
 def format_ms(v) -> str:
     """Three significant digits: 0.0131 ms for a toy model, 2.48 ms, 183 ms for int16x8 on a Pi."""
     if v is None:
@@ -217,10 +281,12 @@ def markdown(rows: list[dict]) -> str:
         proto = latest.get("protocol") or {}
         images = sorted({r["images"] for r in mine if r["images"]})
         out += ["", f"Latency: median and p90 of at least {proto.get('runs', '?')} timed `invoke()` calls "
+                    f"(`classify()` for {APP_RUNTIME}) "
                     f"(and {proto.get('min_seconds', '?')} s) on one image after a warm-up of "
                     f"{proto.get('warmup_runs', '?')} runs and {proto.get('warmup_seconds', '?')} s. "
                     f"Top-1 and agreement with float32 on {', '.join(map(str, images)) or '?'} eval-pack images.",
                 ""]
+        out += app_latency_markdown(mine) + metadata_markdown(mine)
         if any(r["runtime"] == "benchmark_model" for r in mine):
             from android_bench.benchmark_model import markdown_notes, op_profile_markdown
             out += markdown_notes(mine, proto) + op_profile_markdown(mine)

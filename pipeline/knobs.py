@@ -94,6 +94,7 @@ STAGES = {s.name: s for s in (
         Knob("DATA", "data", "--data", key=_data_key))),
     Stage("quantize", "quantize/quantize.json", "quantize.config:QuantizeConfig", (
         Knob("VARIANTS", "variants", "--variants", _text_list), Knob("IO", "io", "--io"),
+        Knob("COLOR", "input_color", "--input-color"),
         Knob("CALIB", "calibration_size", "--calibration-size", int),
         Knob("GRANULARITY", "granularity", "--granularity"), Knob("MAX_DROP", "max_drop", "--max-drop", float))),
     Stage("export", "manifest.json", "export.config:ExportConfig", (

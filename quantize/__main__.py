@@ -12,7 +12,7 @@ import click
 
 from pipeline import quiet
 from pipeline.quiet import count
-from quantize.config import IO, ConfigError, Granularity, QuantizeConfig, Variant
+from quantize.config import IO, ConfigError, Granularity, InputColor, QuantizeConfig, Variant
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TF's start-up chatter out of the way
 
@@ -82,8 +82,11 @@ def cli(verbose):
 @click.option("--variants", type=VariantList(), default=",".join(v.value for v in _DEFAULT.variants),
               show_default=True, help="comma-separated subset to build")
 @click.option("--io", type=click.Choice([i.value for i in IO]), default=_DEFAULT.io.value,
-              show_default=True, help="input/output tensor type of the int8 variant "
-                                      "(uint8 for accelerators that want it)")
+              show_default=True, help="input/output tensor type of the int8 variant: uint8 raw pixels for apps "
+                                      "(MediaPipe Tasks), int8 for NPUs and DSPs")
+@click.option("--input-color", type=click.Choice([c.value for c in InputColor]), default=_DEFAULT.input_color.value,
+              show_default=True, help="rgb: every variant takes RGB frames (a grayscale model converts them to "
+                                      "luminance first); as_trained: the channels the model was trained on")
 @click.option("--calibration-size", type=int, default=_DEFAULT.calibration_size, show_default=True,
               help="images of the calibration split (never test) for int8 and int16x8")
 @click.option("--granularity", type=click.Choice([g.value for g in Granularity]),
@@ -96,12 +99,12 @@ def cli(verbose):
                    "(chosen greedily from the per-layer error)  [default: no budget]")
 @click.option("--data", default=None,
               help="calibration data location if not the one recorded in model.json")
-def convert(model_path, out, variants, io, calibration_size, granularity, max_drop, data):
+def convert(model_path, out, variants, io, input_color, calibration_size, granularity, max_drop, data):
     """Convert a trained model into float32, float16, dynamic_int8, int8 and int16x8 .tflite files."""
     errors = _user_errors()
     try:
-        config = QuantizeConfig(variants=variants, io=io, calibration_size=calibration_size,
-                                granularity=granularity, max_drop=max_drop)
+        config = QuantizeConfig(variants=variants, io=io, input_color=input_color,
+                                calibration_size=calibration_size, granularity=granularity, max_drop=max_drop)
         from quantize.source import load_source
         load_source(model_path)   # fail on a missing model or model.json before TensorFlow loads
     except errors as e:

@@ -1,7 +1,6 @@
 """Fixtures of the benchmark tests: tiny exported models, a real sshd, a tflite-runtime-only venv."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -12,7 +11,6 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from imagedata.fashion_mnist import default_cache_dir
@@ -26,19 +24,36 @@ TFLITE_RUNTIME_VENV = CACHE / "venv-tflite-runtime-2.14.0-numpy1"
 TFLITE_RUNTIME_REQUIREMENTS = ["numpy<2", "tflite-runtime==2.14.0"]
 
 
+def export_build(root: Path, model, labels: list, p, train, calibration, test, variants,
+                 calibration_size: int = 64) -> SimpleNamespace:
+    """``model`` (a trained Keras model taking ``p``'s input) through the real quantize and export
+    stages into ``root``: <variant>.tflite with their metadata, eval_pack.npz, manifest.json."""
+    from export import bundle
+    from export.config import ExportConfig
+    from imagedata.dataset import Dataset
+    from quantize import convert
+    from quantize.config import QuantizeConfig
+    from tests.quantize import tiny
+
+    src = tiny.write_source(root / "src", model, config=tiny.CFG.replace(resolution=p.resolution),
+                            labels=labels, preprocessing=p)
+    ds = Dataset(list(labels), train, test.take(0), calibration, test, p, {"name": "test data"})
+    convert.run(QuantizeConfig(variants=variants, calibration_size=calibration_size), src, root / "quantize",
+                dataset=ds)
+    manifest = bundle.run(ExportConfig(), root / "quantize", root, dataset=ds)
+    return SimpleNamespace(root=root, x=test.x, y=test.y, labels=list(labels), manifest=manifest,
+                           models=[root / f"{n}.tflite" for n in variants])
+
+
 @pytest.fixture(scope="session")
 def bench_build(tmp_path_factory):
     """A build/ folder as export leaves it, in seconds: float32, dynamic_int8 and int8 .tflite
-    (with metadata) of a small CNN trained on the blob task, eval_pack.npz and manifest.json."""
+    (with their metadata) of a small CNN trained on the blob task, eval_pack.npz and manifest.json."""
     import keras
     from keras import layers
 
-    from export.bundle import write_eval_pack
-    from export.metadata import embed
     from imagedata.dataset import Split
     from imagedata.preprocess import Preprocessing
-    from quantize import convert
-    from quantize.config import QuantizeConfig, Variant
 
     root = tmp_path_factory.mktemp("build")
     p = Preprocessing(resolution=RES, channels=1)
@@ -53,21 +68,8 @@ def bench_build(tmp_path_factory):
     model = keras.Model(inp, out)
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(p.normalize(x[train]), y[train], epochs=8, batch_size=32, verbose=0)
-    convert._export_saved_model(model, root / "saved_model")
-    variants = []
-    for name in VARIANTS:
-        raw = convert.convert(root / "saved_model", Variant(name), QuantizeConfig(calibration_size=64),
-                              calibration=x[train][:64], preprocessing=p)
-        record = {"format": 1, "variant": name, "labels": LABELS, "preprocessing": p.to_dict(),
-                  "model": {"arch": "tiny-cnn", "resolution": RES}, "provenance": {"test": True}}
-        data = embed(raw, record)
-        (root / f"{name}.tflite").write_bytes(data)
-        variants.append({"name": name, "file": f"{name}.tflite", "size_bytes": len(data)})
-    write_eval_pack(root / "eval_pack.npz", Split(x[test], y[test]), LABELS, p, {"split": "test"})
-    (root / "manifest.json").write_text(json.dumps({"artifact": "manifest.json", "variants": variants}))
-    shutil.rmtree(root / "saved_model")
-    return SimpleNamespace(root=root, x=x[test], y=y[test], labels=LABELS,
-                           models=[root / f"{n}.tflite" for n in VARIANTS])
+    return export_build(root, model, LABELS, p, Split(x[train], y[train]), Split(x[train][:64], y[train][:64]),
+                        Split(x[test], y[test]), VARIANTS)
 
 
 def with_op_version(model: bytes, version: int = 99) -> bytes:

@@ -1,6 +1,7 @@
 """The host side against a real OpenSSH server on 127.0.0.1, and the messages when a target cannot run."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 import subprocess
@@ -55,6 +56,18 @@ def test_ssh_target_copies_runs_fetches_and_cleans_up(sshd, bench_build, tmp_pat
     assert any(ln.startswith("[6/6] int8 threads=1 xnnpack=on: median") for ln in lines)
     assert any("Python 3." in ln and "ai_edge_litert 2." in ln for ln in lines)
     assert list(remote_tmp.iterdir()) == []     # the temporary folder on the target is gone
+
+
+def test_ssh_target_measures_mediapipe_classify(sshd, bench_build, tmp_path):
+    """App-level latency over ssh: MediaPipe Tasks on the target (here the test venv's)."""
+    target = parse_target(sshd.spec, sys.executable, sshd.options)
+    result = bench.run(dataclasses.replace(QUICK, runtime="mediapipe"), target, bench_build.models[2:],
+                       bench_build.root / "eval_pack.npz", tmp_path / "bench", optional=True)
+    assert result.skipped is None and result.failed == []
+    assert result.path.name == f"ssh_{sshd.user}@127.0.0.1_{sshd.port}__mediapipe.json"
+    row, = result.doc["results"]
+    assert (row["variant"], row["runtime"], row["threads"], row["error"]) == ("int8", "mediapipe", 1, None)
+    assert row["median_ms"] > 0 and row["top1"] > 0.9 and row["target"] == sshd.spec
 
 
 def test_unreachable_host_says_so(bench_build, tmp_path):
