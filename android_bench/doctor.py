@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from android_bench.config import Runtime
 from android_bench.device import doctor as device
 from android_bench.device.evaluate import INSTALL, NO_RUNTIME_HINT
 from android_bench.device.runner import DEVICE_FILES
@@ -401,7 +402,9 @@ def diagnose(target: Target, runtime: str = "auto", models: Sequence[Path] = (),
               "install Python 3.9+ (Raspberry Pi OS Bullseye or later) or pass --python")
     else:
         d.add("python", OK, f"Python {version} ({target.python})")
-        runs = per_runtime(target, BenchConfig(runtime=runtime), python)
+        # the interpreters `run` will use; MediaPipe's classify() is timed beside them, not judged
+        runs = [(one, config) for one, config, _ in per_runtime(target, BenchConfig(runtime=runtime), python)
+                if Runtime(config.runtime) is not Runtime.MEDIAPIPE]
         try:   # timings under emulation are qemu's: not worth the minutes they take
             found = [(one, config.runtime.value, device_facts(one, probes if probes is not None else probe_models(),
                                                               models, timed=emulation is None))

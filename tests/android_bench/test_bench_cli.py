@@ -103,7 +103,9 @@ def test_a_run_in_a_log_says_each_thing_once(bench_build, tmp_path):
                         str(bench_build.models[0])], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     both = r.stdout + r.stderr
-    assert both.count("wrote ") == 1 and f"wrote {out / 'results' / 'local__ai_edge_litert.json'}" in both
+    wrote = [ln for ln in both.splitlines() if ln.startswith("wrote ")]   # one file per runtime, each said once
+    assert len(wrote) == len(set(wrote)) == len(list((out / "results").glob("*.json")))
+    assert f"wrote {out / 'results' / 'local__ai_edge_litert.json'}" in wrote
     assert "measuring 1 model on " in r.stderr and "1 models" not in both
     assert "\r" not in both and not [ln for ln in both.splitlines() if quiet.is_banner(ln)]
     assert "[2/2] float32 threads=1 xnnpack=on: median" in r.stderr   # one line per measurement
