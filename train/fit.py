@@ -62,13 +62,18 @@ def load_imagenet_weights(model, config: TrainConfig) -> int:
     """Copy keras.applications' ImageNet weights into ``model`` by layer name.
 
     Every layer except the classifier has the same name and shape in both, so
-    only the top is new. Needs network access for the download. Returns the
-    number of layers loaded.
+    only the top is new. V3's top holds conv_2 (the 1x1 convolution after the
+    pooling), so its weights come from the full model and only ``logits`` is
+    new. Needs network access for the download. Returns the number of layers loaded.
     """
     import keras
-    app = keras.applications.MobileNet if config.arch is Arch.V1 else keras.applications.MobileNetV2
+    a = keras.applications
+    app = {Arch.V1: a.MobileNet, Arch.V2: a.MobileNetV2,
+           Arch.V3_SMALL: a.MobileNetV3Small, Arch.V3_LARGE: a.MobileNetV3Large}[config.arch]
+    top = ({"include_top": True, "minimalistic": config.minimalistic, "include_preprocessing": False}
+           if config.arch.v3 else {"include_top": False})
     shape = (config.resolution, config.resolution, 3)
-    reference = app(input_shape=shape, alpha=config.alpha, include_top=False, weights="imagenet")
+    reference = app(input_shape=shape, alpha=config.alpha, weights="imagenet", **top)
     by_name = {layer.name: layer for layer in reference.layers}
     loaded = 0
     for layer in model.layers:
