@@ -7,6 +7,7 @@
 #   make sweep                  train, export and bench the grid in sweep.toml (SWEEP=grid.toml) into OUT/sweep
 #   make test                   the fast test suite; CI adds the slow and arm ones
 # Knobs (empty = the defaults in train/config.py): ARCH ALPHA RES EPOCHS DATA OUT
+#   MINIMALISTIC=1 (with ARCH=v3-small or v3-large: no squeeze-and-excite, hard-swish or 5x5 kernels)
 #   and for quantize/export (defaults in quantize/config.py, export/config.py):
 #   VARIANTS (comma-separated) IO CALIB GRANULARITY EVAL_SIZE
 #   MAX_DROP=PTS: int8 may lose at most PTS top-1 points on val, else its worst layers stay float32
@@ -18,6 +19,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= build
 
 ARCH   ?=
+MINIMALISTIC ?=
 ALPHA  ?=
 RES    ?=
 EPOCHS ?=
@@ -30,7 +32,7 @@ GRANULARITY ?=
 EVAL_SIZE   ?=
 MAX_DROP    ?=
 
-TRAIN_ARGS := $(if $(ARCH),--arch $(ARCH)) $(if $(ALPHA),--alpha $(ALPHA)) \
+TRAIN_ARGS := $(if $(ARCH),--arch $(ARCH)) $(if $(MINIMALISTIC),--minimalistic) $(if $(ALPHA),--alpha $(ALPHA)) \
               $(if $(RES),--resolution $(RES)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
               $(if $(DATA),--data $(DATA))
 QUANTIZE_ARGS := $(if $(VARIANTS),--variants $(VARIANTS)) $(if $(IO),--io $(IO)) \
@@ -117,7 +119,7 @@ sweep: $(STAMP)
 	$(PY) -m android_bench sweep $(SWEEP) --out $(OUT)/sweep $(strip $(SWEEP_ARGS))
 
 profile: $(STAMP)
-	$(PY) -m train profile $(if $(ARCH),--arch $(ARCH)) $(if $(ALPHA),--alpha $(ALPHA)) \
+	$(PY) -m train profile $(if $(ARCH),--arch $(ARCH)) $(if $(MINIMALISTIC),--minimalistic) $(if $(ALPHA),--alpha $(ALPHA)) \
 	  $(if $(RES),--resolution $(RES),--resolution 224)
 
 test: $(STAMP)
