@@ -9,6 +9,7 @@
 #   make settings               every knob in effect for OUT, and where it comes from
 #   make test                   the fast test suite; CI adds the slow and arm ones
 # Knobs (defaults in train/config.py): ARCH ALPHA RES EPOCHS DATA OUT
+#   MINIMALISTIC=1 (with ARCH=v3-small or v3-large: no squeeze-and-excite, hard-swish or 5x5 kernels)
 #   and for quantize/export (defaults in quantize/config.py, export/config.py):
 #   VARIANTS (comma-separated) IO (uint8 for apps, int8 for NPUs) COLOR (rgb, as_trained) CALIB GRANULARITY EVAL_SIZE
 #   MAX_DROP=PTS: int8 may lose at most PTS top-1 points on val, else its worst layers stay float32
@@ -23,7 +24,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OUT    ?= build
 
-TRAIN_KNOBS    := ARCH ALPHA RES EPOCHS DATA
+TRAIN_KNOBS    := ARCH MINIMALISTIC ALPHA RES EPOCHS DATA
 QUANTIZE_KNOBS := VARIANTS IO COLOR CALIB GRANULARITY MAX_DROP
 EXPORT_KNOBS   := EVAL_SIZE
 RESUME ?=
@@ -131,7 +132,7 @@ sweep: | $(STAMP)
 	$(PY) -m android_bench sweep $(SWEEP) --out $(OUT)/sweep $(strip $(SWEEP_ARGS))
 
 profile: $(STAMP)
-	$(PY) -m train profile $(if $(ARCH),--arch $(ARCH)) $(if $(ALPHA),--alpha $(ALPHA)) \
+	$(PY) -m train profile $(if $(ARCH),--arch $(ARCH)) $(if $(MINIMALISTIC),--minimalistic) $(if $(ALPHA),--alpha $(ALPHA)) \
 	  $(if $(RES),--resolution $(RES),--resolution 224)
 
 test: $(STAMP)

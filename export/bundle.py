@@ -127,6 +127,8 @@ def metadata_record(summary: dict, variant: dict) -> dict:
     source = summary["source"]
     config = source.get("config", {})
     model = {k: config.get(k) for k in MODEL_KEYS}
+    if config.get("minimalistic"):   # MobileNet V3 without squeeze-and-excite and hard-swish
+        model["minimalistic"] = True
     model.update({k: source.get("model", {}).get(k) for k in ("input_shape", "classes", "params", "macs")})
     form = input_form(source, variant)
     return {
@@ -264,6 +266,16 @@ def run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | Non
     return manifest
 
 
+def _in_float32(entry: dict) -> str:
+    """' (2 layers in float32)': int8 under an accuracy budget; ' (19 ops in float32)': int16x8's
+    ops without a 16x8 kernel."""
+    for n, what in ((len(entry.get("float_layers") or []), "layer"),
+                    (len(entry.get("quantization", {}).get("float_ops") or []), "op")):
+        if n:
+            return f" ({n} {what}{'s' if n > 1 else ''} in float32)"
+    return ""
+
+
 def table(manifest: dict) -> str:
     """The README table: variant, size, top-1, change against float32, agreement."""
     rows = ["| variant | size | vs float32 | top-1 | change vs float32 | agreement |",
@@ -272,9 +284,7 @@ def table(manifest: dict) -> str:
         ratio = f"{e['size_vs_float32']:.2f}x" if e.get("size_vs_float32") is not None else "-"
         change = (f"{100 * e['top1_vs_float32']:+.2f} pt" if e.get("top1_vs_float32") is not None else "-")
         agree = f"{100 * e['agreement']:.2f}%" if e.get("agreement") is not None else "-"
-        kept = len(e.get("float_layers") or [])
-        name = f"{e['name']} ({kept} layer{'s' if kept > 1 else ''} in float32)" if kept else e["name"]
-        rows.append(f"| {name} | {e['size_bytes'] / 1024:.1f} KiB | {ratio} | "
+        rows.append(f"| {e['name']}{_in_float32(e)} | {e['size_bytes'] / 1024:.1f} KiB | {ratio} | "
                     f"{100 * e['top1']:.2f}% | {change} | {agree} |")
     ev = manifest["evaluation"]
     rows.append(f"\nTop-1 on the {ev['images']} test images, {ev['runtime']['name']} "

@@ -54,7 +54,15 @@ def _data_key(value: str) -> str:
     return value if value == "fashion_mnist" else os.path.realpath(value)
 
 
-KINDS = {str: "a word", float: "a number", int: "an integer", _text_list: "a comma-separated list"}
+def _switch(text: str) -> bool:
+    """MINIMALISTIC=1: make's spelling of a flag."""
+    words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    if text.strip().lower() not in words:
+        raise ValueError(text)
+    return words[text.strip().lower()]
+
+
+KINDS = {_switch: "1 or 0", str: "a word", float: "a number", int: "an integer", _text_list: "a comma-separated list"}
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,8 @@ class Stage:
 
 STAGES = {s.name: s for s in (
     Stage("train", "model.json", "train.config:TrainConfig", (
-        Knob("ARCH", "arch", "--arch"), Knob("ALPHA", "alpha", "--alpha", float),
+        Knob("ARCH", "arch", "--arch"), Knob("MINIMALISTIC", "minimalistic", "--minimalistic", _switch),
+        Knob("ALPHA", "alpha", "--alpha", float),
         Knob("RES", "resolution", "--resolution", int), Knob("EPOCHS", "epochs", "--epochs", int),
         Knob("DATA", "data", "--data", key=_data_key))),
     Stage("quantize", "quantize/quantize.json", "quantize.config:QuantizeConfig", (
@@ -140,7 +149,9 @@ class Resolved:
     def args(self) -> list[str]:
         out = []
         for k in self.stage.knobs:
-            if self.values[k.name] is not None:
+            if k.kind is _switch:   # a flag: the option alone, or nothing
+                out += [k.option] if self.values[k.name] else []
+            elif self.values[k.name] is not None:
                 out += [k.option, option_text(self.values[k.name])]
         return out
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -116,6 +117,10 @@ def convert(model_path, out, variants, io, input_color, calibration_size, granul
         raise click.ClickException(str(e)) from None
     for v in summary["variants"]:
         kept = f"  ({count(len(v['float_layers']), 'layer')} in float32)" if v.get("float_layers") else ""
+        fallback = v["converter"].get("float_ops")
+        if fallback:
+            ops = ", ".join(f"{n}x {op}" for op, n in Counter(f["op"] for f in fallback).items())
+            kept = f"  ({ops} in float32: no {v['name']} kernel)"
         click.echo(f"{v['name']:>12}  {v['size_bytes'] / 1024:8.1f} KiB  {out / v['file']}{kept}")
     if "accuracy_budget" in summary:
         click.echo(f"accuracy budget: {summary['accuracy_budget']['message']}")

@@ -25,6 +25,10 @@ Which variant when:
 * ``int16x8`` keeps int8 weights but int16 activations: close to float accuracy
   when int8 activations lose too much, but TFLite runs it on reference kernels,
   tens of times slower than int8 on a CPU (70x for the default model here).
+  Ops with no 16x8 kernel (MobileNet V3's HARD_SWISH, in TensorFlow 2.21) stay
+  float32 between a DEQUANTIZE and a QUANTIZE, TFLite's documented fallback for
+  16x8; quantize.json lists them as the variant's ``float_ops``. full int8 has
+  no such fallback: an op without an int8 kernel is an error.
 
 Every variant takes what an app feeds (``quantize.app_input``): RGB, with the
 luminance conversion as the first op of a grayscale model; ``int8`` takes raw
@@ -105,7 +109,8 @@ def _settings(variant: Variant, config: QuantizeConfig, n_calibration: int) -> d
         s["supported_ops"] = ["TFLITE_BUILTINS_INT8"]
         s["inference_input_type"] = s["inference_output_type"] = config.io.value
     elif variant is Variant.INT16X8:
-        s["supported_ops"] = ["EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"]
+        # TFLITE_BUILTINS: an op without a 16x8 kernel stays float32 (recorded as float_ops).
+        s["supported_ops"] = ["EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8", "TFLITE_BUILTINS"]
     if variant.calibrated:
         s["calibration"] = {"split": "calibration", "images": n_calibration}
     return s
@@ -136,7 +141,8 @@ def _converter(saved_model: Path, variant: Variant, config: QuantizeConfig, cali
         c.inference_input_type = c.inference_output_type = io
     elif variant is Variant.INT16X8:
         c.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS]
     return c
 
 
@@ -156,8 +162,13 @@ def _error_lines(e: Exception, n: int = 4) -> str:
     return " | ".join(gist[:n]).rstrip(".") or type(e).__name__
 
 
+def float_fallback(model: bytes) -> list[dict]:
+    """The ops of an int16x8 model that have no 16x8 kernel and compute in float32."""
+    return [{"op": op.name, "tensor": op.tensor} for op in graph.float_ops(model)]
+
+
 def _check_integer(model: bytes, variant: Variant, config: QuantizeConfig, float_layers=()) -> None:
-    """Raise unless every op of an int8/int16x8 model is integer, with the requested I/O types.
+    """Raise unless every op of an int8 model is integer, with the requested I/O types.
 
     ``float_layers``: output tensor names of the ops an accuracy budget kept in
     float32 on purpose; those, and only those, may compute in float.
@@ -215,7 +226,7 @@ def convert(saved_model: Path, variant: Variant, config: QuantizeConfig,
                f"replace that layer, or leave {variant.value} out of --variants")
         raise ConversionError(f"converting to {variant.value} failed: {_error_lines(e)}. The model "
                               f"has an op or shape TFLite cannot handle as {variant.value}: {fix}") from None
-    if variant.calibrated:
+    if variant is Variant.INT8:
         _check_integer(model, variant, config)
     return model
 
@@ -312,6 +323,8 @@ def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | 
                 settings = _settings(variant, config, n_calibration)
                 if extra.get("float_layers"):
                     settings["float_layers"] = [f["tensor"] for f in extra["float_layers"]]
+                if variant is Variant.INT16X8 and float_fallback(tflite):
+                    settings["float_ops"] = float_fallback(tflite)
                 entries.append({"name": variant.value, "file": path.name, "size_bytes": len(tflite),
                                 "sha256": files.sha256(tflite), "converter": settings, "input": form.to_dict(),
                                 "seconds": time.perf_counter() - t0, **extra})

@@ -100,6 +100,18 @@ def test_a_changed_knob_redoes_its_stage_and_says_why(recorded):
     assert "--max-drop 0.5" in plan["quantize"] and "--calibration-size 64" in plan["quantize"]
 
 
+def test_minimalistic_is_a_switch_recorded_by_meaning(recorded):
+    out, stamp = recorded
+    r = make(out, stamp, "-n", "export", "ARCH=v3-small", "MINIMALISTIC=1")
+    plan = planned(r)
+    assert "--arch v3-small --minimalistic --alpha 0.5" in plan["train"], r.stdout
+    assert make(out, stamp, "-q", "export", "MINIMALISTIC=0").returncode == 0   # off: the recorded default
+    r = make(out, stamp, "-n", "export", "MINIMALISTIC=1")   # V1 has no minimalistic form
+    assert r.returncode != 0 and "is a MobileNet V3 variant" in r.stderr
+    r = make(out, stamp, "-n", "export", "ARCH=v3-small", "MINIMALISTIC=maybe")
+    assert r.returncode != 0 and "MINIMALISTIC='maybe' (make command line): minimalistic must be 1 or 0" in r.stderr
+
+
 def test_an_invalid_knob_stops_make_with_the_rule(recorded):
     out, stamp = recorded
     r = make(out, stamp, "-n", "export", "ALPHA=five")

@@ -46,10 +46,13 @@ def preprocessing_for(config: TrainConfig) -> Preprocessing:
 
 def build_model(config: TrainConfig, classes: int):
     from train.mobilenet import mobilenet_v1, mobilenet_v2
-    builder = mobilenet_v1 if config.arch is Arch.V1 else mobilenet_v2
+    from train.mobilenet_v3 import mobilenet_v3_large, mobilenet_v3_small
+    builder = {Arch.V1: mobilenet_v1, Arch.V2: mobilenet_v2,
+               Arch.V3_SMALL: mobilenet_v3_small, Arch.V3_LARGE: mobilenet_v3_large}[config.arch]
+    v3 = {"minimalistic": config.minimalistic} if config.arch.v3 else {}
     model = builder((config.resolution, config.resolution, config.channels), classes,
                     alpha=config.alpha, dropout=config.dropout, bn_momentum=config.bn_momentum,
-                    output_stride=config.output_stride)
+                    output_stride=config.output_stride, **v3)
     if config.weights is Weights.IMAGENET:
         load_imagenet_weights(model, config)
     return model
@@ -59,13 +62,18 @@ def load_imagenet_weights(model, config: TrainConfig) -> int:
     """Copy keras.applications' ImageNet weights into ``model`` by layer name.
 
     Every layer except the classifier has the same name and shape in both, so
-    only the top is new. Needs network access for the download. Returns the
-    number of layers loaded.
+    only the top is new. V3's top holds conv_2 (the 1x1 convolution after the
+    pooling), so its weights come from the full model and only ``logits`` is
+    new. Needs network access for the download. Returns the number of layers loaded.
     """
     import keras
-    app = keras.applications.MobileNet if config.arch is Arch.V1 else keras.applications.MobileNetV2
+    a = keras.applications
+    app = {Arch.V1: a.MobileNet, Arch.V2: a.MobileNetV2,
+           Arch.V3_SMALL: a.MobileNetV3Small, Arch.V3_LARGE: a.MobileNetV3Large}[config.arch]
+    top = ({"include_top": True, "minimalistic": config.minimalistic, "include_preprocessing": False}
+           if config.arch.v3 else {"include_top": False})
     shape = (config.resolution, config.resolution, 3)
-    reference = app(input_shape=shape, alpha=config.alpha, include_top=False, weights="imagenet")
+    reference = app(input_shape=shape, alpha=config.alpha, weights="imagenet", **top)
     by_name = {layer.name: layer for layer in reference.layers}
     loaded = 0
     for layer in model.layers:

@@ -84,16 +84,37 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_default_grid_is_v1_and_v2_by_two_alphas_by_two_resolutions():
+def test_default_grid_is_three_generations_by_two_alphas_by_two_resolutions():
     config = grid.load(ROOT / "sweep.toml")
     configs = config.configurations()
     assert [(c.train.arch.value, c.train.alpha, c.train.resolution) for c in configs] == [
-        (a, al, r) for a in ("v1", "v2") for al in (0.35, 0.5) for r in (32, 48)]
+        (a, al, r) for a in ("v1", "v2", "v3-small", "v3-large") for al in (0.35, 0.5) for r in (32, 48)]
     assert {c.train.epochs for c in configs} == {3}
     assert [v.value for v in config.quantize.variants] == ["float32", "int8"]
     assert config.target == "local" and config.bench.threads == (1,)
     ids = [c.id for c in configs]
-    assert len(set(ids)) == 8 and ids[0].startswith("v1-a0.35-r32-")
+    assert len(set(ids)) == 16 and ids[0].startswith("v1-a0.35-r32-")
+    assert ids[8].startswith("v3_small-a0.35-r32-") and ids[-1].startswith("v3_large-a0.5-r48-")
+    # V1 and V2 keep the folders they had before V3 existed (minimalistic is recorded only when set).
+    assert ids[:8] == [c.id for c in grid.parse({"grid": {"arch": ["v1", "v2"], "alpha": [0.35, 0.5],
+                                                           "resolution": [32, 48]},
+                                                 "train": {"epochs": 3}}).configurations()]
+
+
+def test_minimalistic_in_the_grid(tmp_path):
+    config = grid.load(write(tmp_path, """
+[grid]
+arch = ["v3-small", "v3-large"]
+minimalistic = [false, true]
+[train]
+epochs = 2
+"""))
+    configs = config.configurations()
+    assert [(c.train.arch.value, c.train.minimalistic) for c in configs] == [
+        ("v3-small", False), ("v3-small", True), ("v3-large", False), ("v3-large", True)]
+    assert configs[1].name == "v3_small-minTrue"
+    with pytest.raises(grid.GridError, match="minimalistic .* is a MobileNet V3 variant"):
+        grid.load(write(tmp_path, '[grid]\narch = ["v1", "v3-small"]\n[train]\nminimalistic = true\n'))
 
 
 def test_grid_values_and_ids(tmp_path):

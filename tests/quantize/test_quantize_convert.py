@@ -126,7 +126,7 @@ def test_int8_is_integer_through_and_through(converted):
 
 @pytest.mark.slow
 def test_other_variants_hold_what_their_names_say(converted):
-    out, _, _, _ = converted
+    out, summary, _, _ = converted
     f32 = read_flatbuffer(out / "float32.tflite")
     assert {type_name(w) for _, _, w, _ in weighted_ops(f32)} == {"FLOAT32"}
 
@@ -144,6 +144,7 @@ def test_other_variants_hold_what_their_names_say(converted):
         assert (act, type_name(w)) == ("FLOAT32", want), (name, w.shape)
 
     x16 = read_flatbuffer(out / "int16x8.tflite")
+    assert "float_ops" not in summary["variants"][4]["converter"]   # V2: every op has a 16x8 kernel
     for name, act, w, b in weighted_ops(x16):
         assert (act, type_name(w)) == ("INT16", "INT8"), name
         assert b is None or type_name(b) == "INT64"

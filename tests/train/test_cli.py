@@ -15,7 +15,13 @@ def _fit(*args):
     (["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
     (["--epochs", "0"], "epochs and batch_size must be >= 1"),
     (["--weights", "imagenet", "--channels", "1"], "--weights imagenet needs 3 input channels"),
-    (["--arch", "v3"], "'v3' is not one of 'v1', 'v2'"),
+    (["--arch", "v3"], "'v3' is not one of 'v1', 'v2', 'v3-small', 'v3-large'"),
+    (["--minimalistic"], "minimalistic (no squeeze-and-excite, no hard-swish, no 5x5 kernels) is a "
+                         "MobileNet V3 variant: use it with arch v3-small or v3-large, got arch 'v1'"),
+    (["--arch", "v3-small", "--weights", "imagenet", "--alpha", "0.5", "--channels", "3"],
+     "keras.applications has MobileNet V3 ImageNet weights for alpha 0.75 and 1.0 only, got alpha=0.5"),
+    (["--arch", "v3-large", "--minimalistic", "--weights", "imagenet", "--alpha", "0.75", "--channels", "3"],
+     "minimalistic MobileNet V3 ImageNet weights for alpha 1.0 only"),
 ])
 def test_bad_config(args, message):
     r = _fit(*args)
