@@ -1,12 +1,14 @@
 """MobileNet V3 through quantization: a tiny V3 trains, converts to every variant, runs in full
 int8 with HARD_SWISH and the squeeze-and-excite multiply in int8, and --max-drop repairs one
 that int8 breaks on purpose."""
+import json
 from collections import Counter
 
 import numpy as np
 import pytest
 
 from android_bench.device.evaluate import Classifier, agreement, evaluate
+from imagedata.preprocess import Preprocessing
 from quantize import convert, graph
 from quantize.config import QuantizeConfig
 from tests.quantize import tiny
@@ -30,8 +32,12 @@ def trained(tmp_path_factory):
 
 
 def _top1(path, ds, split="test"):
+    """Fed as quantize.json says the variant's input is (RGB; int8: raw pixels)."""
+    summary = json.loads((path.parent / "quantize.json").read_text())
+    form = next(v["input"] for v in summary["variants"] if v["file"] == path.name)
     part = getattr(ds, split)
-    return evaluate(Classifier(path.read_bytes(), preprocessing=ds.preprocessing), part.x, part.y, ds.labels)
+    clf = Classifier(path.read_bytes(), preprocessing=Preprocessing.from_dict(form["preprocessing"]))
+    return evaluate(clf, part.x, part.y, ds.labels)
 
 
 @pytest.mark.slow
@@ -53,7 +59,7 @@ def test_full_int8_keeps_hard_swish_and_the_squeeze_excite_multiply_in_int8(trai
     root, _, _, summary = trained
     model = (root / "q" / "int8.tflite").read_bytes()
     assert graph.float_ops(model) == []                     # the op check convert ran, repeated
-    assert graph.io_types(model) == (["int8"], ["int8"])
+    assert graph.io_types(model) == (["uint8"], ["uint8"])   # what an app feeds (--io uint8, the default)
     ops = graph.ops(model)
     counts = Counter(op.name for op in ops)
     # 8 blocks with hard-swish after expand and depthwise, plus the stem, conv_1 and conv_2.
