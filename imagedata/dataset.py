@@ -43,6 +43,12 @@ class Split:
     def take(self, n: int) -> "Split":
         return Split(self.x[:n], self.y[:n])
 
+    def batch(self, indices) -> np.ndarray:
+        """(len(indices), H, W, C) uint8 copy of the images at ``indices``, in ascending index order
+        (sorted reads are the cheap ones from a memory-mapped cache). Pair labels as
+        ``y[np.sort(indices)]``."""
+        return self.x[np.sort(indices)]
+
 
 @dataclass
 class Dataset:
