@@ -19,7 +19,6 @@ in TensorFlow, either in the tf.data map or inside the compiled step.
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 
 import numpy as np
 
@@ -39,15 +38,19 @@ class EpochPlan:
 
     def __init__(self, n: int, seed: int, translate: int, augment: bool):
         self.n, self.seed, self.translate, self.augment = n, seed, translate, augment
+        self._last = (None, None)   # (epoch, plan): the loader threads of one epoch share it
 
-    @lru_cache(maxsize=2)   # the loader threads of one epoch share it
     def __call__(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        cached, plan = self._last
+        if cached == epoch:
+            return plan
         rng = np.random.default_rng(_key(self.seed, f"epoch:{epoch}"))
         perm = rng.permutation(self.n)
         aug = np.zeros((self.n, AUG_COLUMNS), np.int32)
         if self.augment:
             aug[:, 0] = rng.integers(0, 2, self.n)
             aug[:, 1:] = rng.integers(-self.translate, self.translate + 1, (self.n, 2))
+        self._last = (epoch, (perm, aug))
         return perm, aug
 
     def batch(self, split: Split, epoch: int, start: int, size: int):
