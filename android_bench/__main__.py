@@ -9,6 +9,9 @@ import click
 
 from android_bench.config import BenchConfig, ConfigError, Runtime, Xnnpack
 from android_bench.device.measure import Protocol
+from android_bench.pi_emu import BOOKWORM, USERLANDS
+from pipeline import quiet
+from pipeline.quiet import count
 
 _DEFAULT = BenchConfig()
 _PROTOCOL = Protocol()
@@ -31,7 +34,10 @@ class ThreadList(click.ParamType):
 
 
 def _progress_printer():
-    """stderr lines of the runner: ``[k/N] ...`` drive a progress bar, the rest is shown as is."""
+    """stderr lines of the runner: on a terminal ``[k/N] ...`` drive a progress bar, the rest is shown
+    as is; in a log every line is one line, no bar."""
+    if not quiet.on_terminal():
+        return (lambda line: click.echo(line, err=True)), (lambda: None)
     from tqdm import tqdm
     state = {"bar": None}
 
@@ -57,8 +63,11 @@ def _progress_printer():
 
 
 @click.group()
-def cli():
+@click.option("-v", "--verbose", is_flag=True,
+              help="keep TensorFlow's and the interpreters' own log lines (filtered out by default)")
+def cli(verbose):
     """Latency and accuracy of the exported variants, measured on the target itself."""
+    quiet.install(verbose)
 
 
 @cli.command()
@@ -75,7 +84,8 @@ def cli():
 @click.option("--xnnpack", type=click.Choice([x.value for x in Xnnpack]), default=_DEFAULT.xnnpack.value,
               show_default=True, help="XNNPACK delegate on, off, or both for comparison")
 @click.option("--runtime", type=click.Choice([r.value for r in Runtime]), default=_DEFAULT.runtime.value,
-              show_default=True, help="interpreter on the target; auto: ai_edge_litert, tflite_runtime, tensorflow")
+              show_default=True, help="interpreter on the target; auto: ai_edge_litert, tflite_runtime, tensorflow, "
+                                      "then MediaPipe Tasks' classify() where installed; mediapipe: only that")
 @click.option("--eval-pack", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="images for accuracy  [default: eval_pack.npz beside the first model]")
 @click.option("--no-accuracy", is_flag=True, help="latency only; no eval pack is copied")
@@ -125,22 +135,21 @@ def run(models, target, python, threads, xnnpack, runtime, eval_pack, no_accurac
             results = [adb_bench.run(config, where, resolved, eval_pack, out, phone, on_line=on_line)]
         else:   # the device runner; on pi-emu once per runtime installed there, each into its own results file
             results = []
-            for one_target, one_config in bench.per_runtime(where, config, python):
+            for one_target, one_config, optional in bench.per_runtime(where, config, python):
                 if results:   # a fresh progress bar for the next runtime
                     close()
                     on_line, close = _progress_printer()
-                results.append(bench.run(one_config, one_target, resolved, eval_pack, out, on_line=on_line))
-                on_line(f"wrote {results[-1].path}")
+                results.append(bench.run(one_config, one_target, resolved, eval_pack, out, on_line=on_line,
+                                         optional=optional))
+                on_line(f"wrote {results[-1].path}" if results[-1].path else f"skipped {results[-1].skipped}")
     except (ConfigError, ProtocolError, TargetError, bench.BenchError) as e:
         close()
         raise click.ClickException(str(e)) from None
     close()
-    for result in results:
-        click.echo(f"wrote {result.path}")
     failed = [result for result in results if result.failed]
     if failed:
         raise click.ClickException("; ".join(
-            f"{len(r.failed)} variants failed on {target}: {', '.join(r.failed)} (errors in {r.path})"
+            f"{count(len(r.failed), 'variant')} failed on {target}: {', '.join(r.failed)} (errors in {r.path})"
             for r in failed) + "; the others were measured")
 
 
@@ -161,8 +170,9 @@ def report(out):
 @cli.command()
 @click.option("--target", default="local", show_default=True, help="as for `run`: local, ssh://[user@]host[:port], ...")
 @click.option("--python", "python", default=None, help="the target's Python  [default: as for `run`]")
-@click.option("--runtime", type=click.Choice([r.value for r in Runtime]), default=_DEFAULT.runtime.value,
-              show_default=True, help="the runtime to judge; auto: the one `run` would pick")
+@click.option("--runtime", type=click.Choice([r.value for r in Runtime if r is not Runtime.MEDIAPIPE]),
+              default=_DEFAULT.runtime.value, show_default=True,
+              help="the runtime to judge; auto: the one `run` would pick")
 @click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="also show which ops of this .tflite XNNPACK takes on the target (repeatable)")
 @click.option("--json", "as_json", is_flag=True, help="print the checklist and the facts as JSON")
@@ -180,7 +190,7 @@ def doctor(target, python, runtime, models, as_json, identity, ssh_options):
     options = (["-i", identity] if identity else []) + [a for o in ssh_options for a in ("-o", o)]
     try:
         where = parse_target(target, python, options)
-        diagnosis = checkup.diagnose(where, runtime, models)
+        diagnosis = checkup.diagnose(where, runtime, models, python=python)
     except (TargetError, checkup.DoctorError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(json.dumps(diagnosis.to_dict(), indent=1) if as_json else diagnosis.text())
@@ -204,24 +214,28 @@ def parse(file, as_json):
 
 
 @cli.command("pi-emu")
+@click.option("--release", type=click.Choice(list(USERLANDS)), default=BOOKWORM.suite, show_default=True,
+              help="Debian release: bookworm (Python 3.11; --target pi-emu, pi5-emu) or bullseye "
+                   "(Python 3.9, as on Raspberry Pi OS Bullseye; --target pi-emu-bullseye)")
 @click.option("--check", is_flag=True, help="only check that this machine can emulate arm64 (root, qemu, binfmt_misc)")
 @click.option("--rebuild", is_flag=True, help="build it again even when the cached one is complete")
 @click.option("--mirror", default=None, help="Debian mirror  [default: the one apt uses here, else deb.debian.org]")
-def pi_emu(check, rebuild, mirror):
-    """Build the emulated Raspberry Pi once (arm64 bookworm + tflite-runtime + ai-edge-litert under qemu).
+def pi_emu(release, check, rebuild, mirror):
+    """Build the emulated Raspberry Pi once (arm64 Debian + tflite-runtime + ai-edge-litert under qemu).
 
-    Cached under ~/.cache/mobilenet-deploy/pi-emu; then `run --target pi-emu`."""
+    Cached under ~/.cache/mobilenet-deploy/pi-emu; then `run --target pi-emu` (or pi-emu-bullseye)."""
     from android_bench import pi_emu as emu
+    userland = emu.USERLANDS[release]
     try:
         host = emu.check_host()
         if check:
             click.echo(f"this machine can emulate arm64: {host['qemu_version'] or 'native aarch64'}, "
                        f"binfmt_misc {host['binfmt']}")
             return
-        stamp = emu.build(emu.ROOTFS, mirror, force=rebuild)
+        stamp = emu.build(userland, mirror, force=rebuild)
     except emu.PiEmuError as e:
         raise click.ClickException(str(e)) from None
-    click.echo(f"{emu.ROOTFS}: Debian {stamp['recipe']['suite']} {stamp['recipe']['arch']}, built {stamp['built']}, "
+    click.echo(f"{userland.root}: Debian {stamp['recipe']['suite']} {stamp['recipe']['arch']}, built {stamp['built']}, "
                + ", ".join(f"{name} {v['runtime_version']} (Python {v['python_version']}, numpy {v['numpy']})"
                            for name, v in stamp["venvs"].items()))
 
@@ -265,7 +279,8 @@ def sweep(grid, out, target, python, threads, remeasure, identity, ssh_options):
         for data in sorted({c.train.data for c in config.configurations()} - {"fashion_mnist"}):
             layout(Path(data))   # a wrong folder fails now, not after the first configuration trained
         n = len(config.configurations())
-        click.echo(f"{n} configurations from {grid}, benchmarked on {config.target}; folders in {out}", err=True)
+        click.echo(f"{count(n, 'configuration')} from {grid}, benchmarked on {config.target}; folders in {out}",
+                   err=True)
         entries = stages.run(config, out, where, remeasure=remeasure, log=lambda line: click.echo(line, err=True))
         doc = sweep_report.write(config, entries, out)
     except (sweep_grid.GridError, ConfigError, TargetError, ImageFolderError) as e:

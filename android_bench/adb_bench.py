@@ -122,8 +122,8 @@ def benchmark_flags(graph: str, threads: int, delegate: str, config: BenchConfig
 
 
 def _bar(total: int, desc: str, unit: str):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
+    from pipeline.quiet import progress
+    return progress(total=total, desc=desc, unit=unit, leave=False)
 
 
 def _device_sha256(session: AdbSession, names: list[str]) -> dict[str, str]:
@@ -235,9 +235,9 @@ def host_accuracy(models: list[Path], eval_pack: Path, config: BenchConfig
                   ) -> tuple[dict[str, dict], dict[str, list], dict]:
     """Top-1 and agreement measured here with android_bench.device.evaluate (batched)."""
     import numpy as np
-    from tqdm import tqdm
 
     from android_bench.device.evaluate import Classifier, EvaluationError, agreement, evaluate
+    from pipeline.quiet import progress as bar
     with np.load(eval_pack) as pack:
         x, y, labels = pack["x"], pack["y"], [str(v) for v in pack["labels"]]
     if config.eval_images is not None:
@@ -245,7 +245,7 @@ def host_accuracy(models: list[Path], eval_pack: Path, config: BenchConfig
     results, predictions, runtime = {}, {}, {}
 
     def progress(**kw):
-        return tqdm(file=sys.stderr, leave=False, **kw)
+        return bar(leave=False, **kw)
 
     for model in models:
         name = runner.variant_name(str(model))

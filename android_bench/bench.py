@@ -10,7 +10,9 @@ temporary folder on the target, checks that the target's Python can run them
 folder. The results go to ``OUT/results/<target>__<runtime>.json`` (with
 ``__xnnpack-off`` or ``__xnnpack-both`` appended unless XNNPACK is on), one file
 per target, runtime and XNNPACK setting, replaced by the next run of the same; ``python -m
-android_bench report`` merges whatever is there.
+android_bench report`` merges whatever is there. With ``--runtime auto`` a second run measures
+MediaPipe Tasks' ``classify()`` (``<target>__mediapipe.json``) where the target has mediapipe,
+and says it skipped it where it has not.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from android_bench.config import BenchConfig
+from android_bench.config import BenchConfig, Runtime
 from android_bench.device import runner
 from android_bench.targets import Session, Target, TargetError
 from quantize import files
@@ -37,9 +39,10 @@ class BenchError(ValueError):
 
 @dataclass(frozen=True)
 class BenchRun:
-    path: Path            # the results file written
-    doc: dict             # its content
+    path: Path | None     # the results file written (None when skipped)
+    doc: dict | None      # its content
     failed: list          # variants with an error on the target
+    skipped: str | None = None   # why an optional run did not happen (MediaPipe not installed there)
 
 
 def device_files() -> dict[str, Path]:
@@ -89,20 +92,25 @@ def _check(session: Session) -> dict:
     return version
 
 
-def per_runtime(target: Target, config: BenchConfig, python: str | None = None) -> list[tuple[Target, BenchConfig]]:
-    """The runs of one `run --target`: one per runtime venv of a pi-emu root file system
-    (``ChrootTarget.venvs``) when --runtime is auto (or that runtime's venv when one is named)
-    and no --python is given; otherwise just (target, config)."""
+def per_runtime(target: Target, config: BenchConfig, python: str | None = None
+                ) -> list[tuple[Target, BenchConfig, bool]]:
+    """The runs of one `run --target`, each (target, config, optional): one per runtime venv of a
+    pi-emu root file system (``ChrootTarget.venvs``) when --runtime is auto (or that runtime's
+    venv when one is named) and no --python is given; otherwise (target, config), and with
+    --runtime auto also MediaPipe's app-level run, optional: skipped where mediapipe is not installed."""
     venvs = getattr(target, "venvs", ())
     if python or not venvs:
-        return [(target, config)]
-    wanted = [name for name, _ in venvs] if config.runtime.value == "auto" else [config.runtime.value]
-    return [(target.with_runtime(name), replace(config, runtime=name)) for name in wanted]
+        app = [(target, replace(config, runtime=Runtime.MEDIAPIPE), True)] if config.runtime is Runtime.AUTO else []
+        return [(target, config, False), *app]
+    wanted = [name for name, _ in venvs] if config.runtime is Runtime.AUTO else [config.runtime.value]
+    return [(target.with_runtime(name), replace(config, runtime=name), False) for name in wanted]
 
 
 def run(config: BenchConfig, target: Target, models: Sequence[Path], eval_pack: Path | None, out: Path,
-        on_line: Callable[[str], None] | None = None) -> BenchRun:
-    """Benchmark ``models`` on ``target``; writes OUT/results/<target>__<runtime>.json."""
+        on_line: Callable[[str], None] | None = None, optional: bool = False) -> BenchRun:
+    """Benchmark ``models`` on ``target``; writes OUT/results/<target>__<runtime>.json.
+
+    ``optional``: a target without the runtime is skipped (``BenchRun.skipped`` says why), not an error."""
     models = resolve_models(models)
     if eval_pack is not None and not Path(eval_pack).is_file():
         raise BenchError(f"eval pack '{eval_pack}' does not exist: export writes it (make export), "
@@ -117,6 +125,8 @@ def run(config: BenchConfig, target: Target, models: Sequence[Path], eval_pack: 
         session.upload(payload)
         code, out_text, err = session.python(["-m", "android_bench.device.runner", "--check",
                                               "--runtime", config.runtime.value])
+        if code == runner.EXIT_ENVIRONMENT and optional:
+            return BenchRun(None, None, [], skipped=f"{config.runtime.value} on {target.where}: {_error_text(err)}")
         if code == runner.EXIT_ENVIRONMENT:
             raise TargetError(f"on {target.where}: {_error_text(err)}")
         if code != 0:

@@ -23,6 +23,7 @@ class Runtime(str, Enum):
     AI_EDGE_LITERT = "ai_edge_litert"  # LiteRT, TFLite's successor
     TFLITE_RUNTIME = "tflite_runtime"  # its last release, 2.14, needs numpy<2 and Python <= 3.11
     TENSORFLOW = "tensorflow"          # tf.lite in a full TensorFlow
+    MEDIAPIPE = "mediapipe"            # MediaPipe Tasks' ImageClassifier.classify(): what an app sees, not invoke()
 
 
 class Xnnpack(str, Enum):

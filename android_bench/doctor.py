@@ -5,8 +5,10 @@
     python -m android_bench doctor --json
 
 Prints a checklist, one line per item, OK / WARN / FAIL / INFO, each problem
-with its fix, then a prediction of whether int8 will beat float32 there and
-why. Exits 1 when a FAIL would stop ``python -m android_bench run``.
+with its fix, then whether int8 beats float32 there: measured on the probe
+models, with what the facts suggest and why beside it. An emulated target
+(pi-emu) gets no speed verdict: its timings are qemu's. Exits 1 when a FAIL
+would stop ``python -m android_bench run``.
 
 How it looks, on any ``Target`` (local, ssh, and the others ``parse_target``
 knows), through the target's shell and nothing else:
@@ -17,14 +19,18 @@ knows), through the target's shell and nothing else:
 2. the target's Python (``--python``): when it runs, the device-side doctor
    (``android_bench.device.doctor``) is copied with two probe models into a
    temporary folder and tries numpy and each runtime in a child process of its
-   own, building an interpreter on each probe.
+   own, building an interpreter on each probe and timing it (1 thread). On an
+   emulated Pi with a venv per runtime, it runs once per venv, as ``run`` does.
 
-The probes are a tiny float32 and a tiny full-int8 model (CONV_2D,
-DEPTHWISE_CONV_2D, MEAN, FULLY_CONNECTED: MobileNet's arithmetic), converted
-here once with TensorFlow and cached under ~/.cache/mobilenet-deploy. Whether
-XNNPACK handles int8 is read from the graph the runtime built: which ops its
-default delegate replaced (see the device-side module). ``--model`` adds your
-own .tflite files to the same check.
+The probes are the float32 and the full-int8 model of the default recipe's
+architecture (``train/config.py``; untrained, calibrated on noise), converted
+here once by ``quantize.convert`` as ``make export`` would and cached under
+~/.cache/mobilenet-deploy: the int8/float32 ratio depends on the model's size
+(a model a quarter of this one's size measured about 1.0x where this one
+measured 1.6x, tflite-runtime 2.14 on the project's machine), so the probe is
+the model the project builds. Whether XNNPACK handles int8 is read from the
+graph the runtime built: which ops its default delegate replaced (see the
+device-side module). ``--model`` adds your own .tflite files to the same check.
 """
 from __future__ import annotations
 
@@ -37,19 +43,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from android_bench.config import Runtime
 from android_bench.device import doctor as device
 from android_bench.device.evaluate import INSTALL, NO_RUNTIME_HINT
+from android_bench.device.runner import DEVICE_FILES
+from android_bench.int8_verdict import PROBE, coverage, int8_xnnpack, probe, verdict, version_tuple
 from android_bench.targets import Session, Target, TargetError
 from imagedata.fashion_mnist import default_cache_dir
 from quantize import files
 
 OK, WARN, FAIL, INFO = "OK", "WARN", "FAIL", "INFO"
 REPO = Path(__file__).resolve().parents[1]
-DOCTOR_FILES = ("android_bench/__init__.py", "android_bench/device/__init__.py",
-                "android_bench/device/fingerprint.py", "android_bench/device/doctor.py")
+DOCTOR_FILES = (*DEVICE_FILES, "android_bench/device/doctor.py")   # the runner's files time the probes
 CACHE = default_cache_dir()
-PROBE_FORMAT = 1          # bump when the probe models change
-PROBE = "doctor_probe_"   # probe file names: doctor_probe_int8.tflite, doctor_probe_float32.tflite
+PROBE_FORMAT = 2          # bump when the probe models change
+PROBE_CLASSES = 10
 HOT_C = 80.0              # °C: a Pi 4/5 starts throttling between 80 and 85 °C, phones earlier
 NUMPY_FIX = ("pip install 'numpy<2' (tflite-runtime 2.14 is built against numpy 1.x and is its last release), "
              "or pip install ai-edge-litert (built for numpy 2; `run --runtime auto` prefers it)")
@@ -87,7 +95,8 @@ class Diagnosis:
     where: str
     python: str
     checks: list = field(default_factory=list)
-    prediction: dict = field(default_factory=dict)
+    prediction: dict = field(default_factory=dict)     # int8 against float32, for the runtime `run` uses first
+    predictions: dict = field(default_factory=dict)    # {runtime: the same}, for every runtime `run` uses
     facts: dict = field(default_factory=dict)
 
     @property
@@ -100,7 +109,7 @@ class Diagnosis:
     def to_dict(self) -> dict:
         return {"artifact": "android_bench doctor", "target": self.target, "where": self.where,
                 "python": self.python, "ok": not self.failed, "checks": [asdict(c) for c in self.checks],
-                "prediction": self.prediction, "facts": self.facts}
+                "prediction": self.prediction, "predictions": self.predictions, "facts": self.facts}
 
     def text(self) -> str:
         out = [f"doctor: {self.target} ({self.where}), Python {self.python}"]
@@ -109,9 +118,11 @@ class Diagnosis:
             out.append(f"  {c.status:<4}  {c.name:<{width}}  {c.message}")
             if c.fix:
                 out.append(f"        {'':<{width}}  fix: {c.fix}")
-        p = self.prediction
-        if p:
-            out.append(f"int8 vs float32: {p['verdict']}")
+        shown = self.predictions if len(self.predictions) > 1 else {None: self.prediction} if self.prediction else {}
+        for name, p in shown.items():
+            out.append(f"int8 vs float32{f' ({name})' if name else ''}: {p['verdict']}")
+            if p.get("measured") and p.get("predicted"):
+                out.append(f"  what the facts suggested: {p['predicted']}")
             out += [f"  - {r}" for r in p["reasons"]]
         out.append("FAIL: fix the items above before `python -m android_bench run`" if self.failed else
                    "no FAIL: `python -m android_bench run` can run here")
@@ -121,38 +132,29 @@ class Diagnosis:
 # ---- the probe models, made here with TensorFlow, cached ----
 
 def probe_models(cache: Path = CACHE) -> dict[str, Path]:
-    """{"float32": path, "int8": path}: tiny models with MobileNet's ops, converted once per TF version."""
+    """{"float32": path, "int8": path}: the default model's architecture, converted once per TF version."""
     folder = Path(cache) / f"doctor-probes-{PROBE_FORMAT}-tf{_tensorflow_version()}"
     paths = {name: folder / f"{PROBE}{name}.tflite" for name in ("float32", "int8")}
     if all(p.is_file() for p in paths.values()):
         return paths
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # before TensorFlow's first import: a quiet converter
     import keras
-    import tensorflow as tf
     import numpy as np
-    from keras import layers
+
+    from quantize.config import QuantizeConfig, Variant
+    from quantize.convert import _export_saved_model, convert
+    from train.config import TrainConfig
+    from train.fit import build_model, preprocessing_for
+    config = TrainConfig()
     keras.utils.set_random_seed(0)
-    inp = keras.Input((16, 16, 8))
-    h = layers.Conv2D(16, 3, padding="same", activation="relu6", name="conv")(inp)
-    h = layers.DepthwiseConv2D(3, padding="same", activation="relu6", name="block_1_depthwise")(h)
-    out = layers.Dense(4, name="logits")(layers.GlobalAveragePooling2D()(h))
-    model = keras.Model(inp, out)
-
-    def representative_dataset():
-        rng = np.random.default_rng(0)
-        for _ in range(16):
-            yield [rng.uniform(-1, 1, (1, 16, 16, 8)).astype(np.float32)]
-
+    model = build_model(config, PROBE_CLASSES)
+    p = preprocessing_for(config)
+    noise = np.random.default_rng(0).integers(0, 256, (16, *p.input_shape)).astype(np.uint8)
     with tempfile.TemporaryDirectory() as tmp:
-        model.export(f"{tmp}/saved_model", verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(f"{tmp}/saved_model")
-        files.write_bytes(paths["float32"], converter.convert())
-        converter = tf.lite.TFLiteConverter.from_saved_model(f"{tmp}/saved_model")
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.int8
-        files.write_bytes(paths["int8"], converter.convert())
+        _export_saved_model(model, Path(tmp) / "saved_model")
+        for name in paths:   # the recipe of `make export`: quantize's default settings
+            files.write_bytes(paths[name], convert(Path(tmp) / "saved_model", Variant(name), QuantizeConfig(),
+                                                   calibration=noise, preprocessing=p))
     return paths
 
 
@@ -218,8 +220,8 @@ def python_version(target: Target) -> tuple[int, str]:
     return r.returncode, said.splitlines()[-1] if said else ""
 
 
-def device_facts(target: Target, probes: dict[str, Path], models: Sequence[Path] = ()) -> dict:
-    """The device-side doctor's JSON, run in a temporary folder on the target."""
+def device_facts(target: Target, probes: dict[str, Path], models: Sequence[Path] = (), timed: bool = True) -> dict:
+    """The device-side doctor's JSON, run in a temporary folder on the target (``timed``: the probes timed too)."""
     names = [Path(m).name for m in models]
     if len(set(names)) != len(names):
         raise DoctorError(f"two --model files with the same name among {names}: rename one")
@@ -228,7 +230,8 @@ def device_facts(target: Target, probes: dict[str, Path], models: Sequence[Path]
     probe_names.update({f"models/{Path(m).name}": Path(m) for m in models})
     with Session(target) as session:
         session.upload({**payload, **probe_names})
-        args = ["-m", "android_bench.device.doctor", *[a for n in probe_names for a in ("--probe", n)]]
+        args = ["-m", "android_bench.device.doctor", *(["--time"] if timed else []),
+                *[a for n in probe_names for a in ("--probe", n)]]
         code, out, err = session.python(args, timeout=900)
     if code != 0:
         raise TargetError(f"the doctor failed on {target.where} (exit {code}): "
@@ -238,21 +241,11 @@ def device_facts(target: Target, probes: dict[str, Path], models: Sequence[Path]
 
 # ---- facts -> checklist and prediction ----
 
-def _version(text: str | None) -> tuple:
-    return tuple(int(x) for x in re.findall(r"\d+", text or "")[:3])
-
-
 def selected_runtime(runtimes: dict, runtime: str = "auto") -> str | None:
     """The runtime ``run --runtime`` would use: the named one, else the first that imports (the runner's rule)."""
     if runtime != "auto":
         return runtime
     return next((n for n in device.RUNTIMES if n in runtimes and not runtimes[n].get("import_error")), None)
-
-
-def _probe(info: dict, name: str) -> dict | None:
-    """The result of the probe model ``name`` ("int8", "float32") or of a --model file ("x.tflite")."""
-    file = name if name.endswith(".tflite") else f"{PROBE}{name}.tflite"
-    return next((p for p in info.get("probes") or [] if p["model"] == file), None)
 
 
 def usable(info: dict | None) -> bool:
@@ -261,130 +254,75 @@ def usable(info: dict | None) -> bool:
     return bool(info) and not info.get("import_error") and not any(p.get("error") for p in probes)
 
 
-def _coverage(p: dict | None) -> str:
-    if p is None or p.get("delegated") is None:
-        return "unknown"
-    return f"{len(p['delegated'])} of {p['ops']} ops"
-
-
-def int8_xnnpack(info: dict | None) -> bool | None:
-    """True if XNNPACK took the int8 probe's compute ops, False if not, None if that cannot be told."""
-    p = _probe(info or {}, "int8")
-    if p is None or p.get("error") or p.get("delegated") is None:
-        return None
-    return not any(op in p["not_delegated"] for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"))
-
-
-def predict_int8(system: dict, runtime: str | None, info: dict | None) -> dict:
-    """{"verdict", "reasons"}: will the int8 model beat float32 on this target, and why not.
-
-    Two things decide it: whether the runtime runs int8 ops on XNNPACK at all
-    (the probe says; tflite-runtime 2.14's default delegate leaves them to the
-    builtin kernels), and whether the CPU has an int8 dot-product instruction
-    (x86 VNNI, ARM dotprod). Without VNNI an x86 int8 multiply-accumulate takes
-    three instructions (vpmaddubsw, vpmaddwd, vpaddd) where float32 takes one
-    FMA for half as many lanes; without dotprod ARM widens with SMULL/SADALP.
-    """
-    no_faster, smaller = [], []
-    features = system.get("features") or {}
-    took = int8_xnnpack(info)
-    version = (info or {}).get("version")
-    float_probe = _probe(info or {}, "float32")
-    if took is False:
-        also = (f" while float32 runs on XNNPACK ({_coverage(float_probe)} of the float32 probe)"
-                if float_probe and float_probe.get("delegated") else "")
-        no_faster.append(f"{runtime} {version} does not run int8 ops on XNNPACK (int8 probe: {_coverage(_probe(info, 'int8'))} "
-                         f"delegated): int8 runs on TFLite's builtin kernels{also}; fix: pip install ai-edge-litert")
-    elif took is None and runtime == "tflite_runtime" and _version(version) and _version(version)[:2] <= (2, 14):
-        no_faster.append(f"tflite-runtime {version}'s default XNNPACK delegate leaves int8 ops to the builtin "
-                         f"kernels (observed with the probe wherever it could run)")
-    if features.get("isa") == "x86" and features.get("vnni") is False:
-        no_faster.append("x86 without VNNI (no avx512_vnni nor avx_vnni in /proc/cpuinfo): int8 multiply-"
-                         "accumulate takes three AVX2 instructions where float32 takes one FMA")
-    if features.get("isa") == "arm" and features.get("dotprod") is False:
-        smaller.append("ARM without dotprod (no asimddp in /proc/cpuinfo, e.g. the Pi 4's Cortex-A72): int8 "
-                       "products are widened with SMULL/SADALP, so int8 gains less over float32 than on a "
-                       "CPU with SDOT (Cortex-A55/A76 and later)")
-    if no_faster:
-        return {"verdict": "int8 likely no faster than float32", "reasons": no_faster + smaller}
-    if smaller:
-        return {"verdict": "int8 likely faster, but by less than on a CPU with dotprod", "reasons": smaller}
-    if runtime is None:
-        return {"verdict": "unknown: no working runtime to judge", "reasons": [
-            "int8 is faster here only if the runtime runs int8 ops on XNNPACK (ai-edge-litert does; "
-            "tflite-runtime 2.14 does not)"]}
-    why = []
-    if took:
-        why.append(f"{runtime} {version} runs the int8 probe on XNNPACK ({_coverage(_probe(info, 'int8'))})")
-    if features.get("vnni") or features.get("dotprod"):
-        why.append("the CPU has an int8 dot-product instruction (" +
-                   ", ".join(k for k in ("avx512_vnni", "avx_vnni", "asimddp", "i8mm") if features.get(k)) + ")")
-    return {"verdict": "int8 likely faster than float32", "reasons": why}
-
-
-def _runtime_checks(d: Diagnosis, runtimes: dict, chosen: str | None, numpy: str | None) -> None:
+def _runtime_checks(d: Diagnosis, runtimes: dict, used: list, numpy: str | None, marks: dict) -> None:
+    """One line per runtime; ``used``: the runtimes `run` would use, ``marks``: how to say so."""
     for name in device.RUNTIMES:
         info = runtimes.get(name) or {}
         label = f"runtime {name}"
-        mark = " (what `run --runtime auto` uses)" if name == chosen else ""
+        mark = marks.get(name, " (what `run --runtime auto` uses)") if name in used else ""
         if info.get("not_installed"):   # FAIL only when asked for by name (--runtime)
-            d.add(label, FAIL if name == chosen else INFO, f"not installed ({INSTALL[name]})")
+            d.add(label, FAIL if name in used else INFO, f"not installed ({INSTALL[name]})")
             continue
         if info.get("import_error"):
-            d.add(label, FAIL if name == chosen else WARN, f"does not import: {info['import_error']}{mark}",
+            d.add(label, FAIL if name in used else WARN, f"does not import: {info['import_error']}{mark}",
                   NUMPY_FIX if info.get("numpy_abi_mismatch") else INSTALL[name])
             continue
         broken = [p for p in info.get("probes") or [] if p.get("error") and p["model"].startswith(PROBE)]
         if not broken:
             d.add(label, OK, f"{name} {info.get('version')} builds and runs an interpreter{mark}")
         elif info.get("numpy_abi_mismatch"):
-            d.add(label, FAIL if name == chosen else WARN,
+            d.add(label, FAIL if name in used else WARN,
                   f"{name} {info.get('version')} imports but cannot build an interpreter under numpy "
-                  f"{numpy}: {broken[0]['error'][:200]}{mark}", "see `numpy 2 vs tflite-runtime` below")
+                  f"{info.get('numpy') or numpy}: {broken[0]['error'][:200]}{mark}",
+                  "see `numpy 2 vs tflite-runtime` below")
         elif all("find op" in p["error"] for p in broken):
             d.add(label, WARN, f"{name} {info.get('version')} is older than this converter's ops: "
                                f"{broken[0]['error'][:200]}{mark}",
                   f"pip install -U {INSTALL[name].split()[-1]} (or convert with an older TensorFlow)")
         else:
-            d.add(label, FAIL if name == chosen else WARN,
+            d.add(label, FAIL if name in used else WARN,
                   f"{name} {info.get('version')} cannot run the probe: {broken[0]['error'][:200]}{mark}",
                   INSTALL[name])
-    if chosen is None:
+    if not used:
         d.add("runtime", FAIL, "no TFLite runtime imports", NO_RUNTIME_HINT)
     tfl = runtimes.get("tflite_runtime") or {}
+    with_numpy = tfl.get("numpy") or numpy
     if tfl.get("numpy_abi_mismatch"):
-        d.add("numpy 2 vs tflite-runtime", FAIL if chosen == "tflite_runtime" else WARN,
-              f"tflite-runtime {tfl.get('version')} was built against numpy 1.x and fails under numpy {numpy} "
+        d.add("numpy 2 vs tflite-runtime", FAIL if "tflite_runtime" in used else WARN,
+              f"tflite-runtime {tfl.get('version')} was built against numpy 1.x and fails under numpy {with_numpy} "
               f"(`_ARRAY_API not found` when an Interpreter is built)", NUMPY_FIX)
     elif tfl.get("version"):
-        d.add("numpy 2 vs tflite-runtime", OK, f"tflite-runtime {tfl['version']} with numpy {numpy}: compatible")
+        d.add("numpy 2 vs tflite-runtime", OK, f"tflite-runtime {tfl['version']} with numpy {with_numpy}: compatible")
 
 
-def _xnnpack_checks(d: Diagnosis, runtimes: dict, chosen: str | None, models: Sequence[Path]) -> None:
-    info = runtimes.get(chosen) if chosen else None
-    if not info or info.get("import_error"):
-        return
-    int8, f32 = _probe(info, "int8"), _probe(info, "float32")
-    took = int8_xnnpack(info)
-    where = f"{chosen} {info.get('version')}"
-    if took:
-        d.add("XNNPACK int8", OK, f"{where}: XNNPACK runs the int8 probe ({_coverage(int8)}) "
-                                  f"and the float32 one ({_coverage(f32)})")
-    elif took is False:
-        left = ", ".join(int8["not_delegated"])
-        d.add("XNNPACK int8", WARN, f"{where}: XNNPACK took {_coverage(int8)} of the int8 probe (left to the "
-                                    f"builtin kernels: {left}); float32 probe: {_coverage(f32)}",
-              "pip install ai-edge-litert: its XNNPACK runs int8 (QS8) ops")
-    elif int8 is not None and int8.get("delegated") is None and not int8.get("error"):
-        d.add("XNNPACK int8", INFO, f"{where} does not list its graph (_get_ops_details): cannot tell")
-    for m in models:
-        p = _probe(info, Path(m).name) or {}
-        if p.get("error"):
-            d.add(f"model {Path(m).name}", WARN, f"{where} cannot run it: {p['error'][:200]}")
-        elif p.get("delegated") is not None:
-            rest = sorted(set(p["not_delegated"]))
-            d.add(f"model {Path(m).name}", INFO, f"{where}: XNNPACK takes {_coverage(p)}" +
-                  (f"; builtin kernels run {', '.join(rest)}" if rest else ""))
+def _xnnpack_checks(d: Diagnosis, runtimes: dict, used: list, models: Sequence[Path]) -> None:
+    for name in used:
+        info = runtimes.get(name)
+        if not info or info.get("import_error"):
+            continue
+        tag = "" if len(used) == 1 else f" ({name})"
+        int8, f32 = probe(info, "int8"), probe(info, "float32")
+        took = int8_xnnpack(info)
+        where = f"{name} {info.get('version')}"
+        if took:
+            d.add(f"XNNPACK int8{tag}", OK, f"{where}: XNNPACK runs the int8 probe ({coverage(int8)}) "
+                                            f"and the float32 one ({coverage(f32)})")
+        elif took is False:
+            left = ", ".join(sorted(set(int8["not_delegated"])))
+            d.add(f"XNNPACK int8{tag}", WARN, f"{where}: XNNPACK took {coverage(int8)} of the int8 probe (left to "
+                                              f"the builtin kernels: {left}); float32 probe: {coverage(f32)}",
+                  "pip install ai-edge-litert: its XNNPACK runs int8 (QS8) ops")
+        elif int8 is not None and int8.get("delegated") is None and not int8.get("error"):
+            d.add(f"XNNPACK int8{tag}", INFO, f"{where} does not list its graph (_get_ops_details): cannot tell")
+        for m in models:
+            p = probe(info, Path(m).name) or {}
+            timed = f", {p['median_ms']:.3g} ms at 1 thread" if p.get("median_ms") else ""
+            if p.get("error"):
+                d.add(f"model {Path(m).name}{tag}", WARN, f"{where} cannot run it: {p['error'][:200]}")
+            elif p.get("delegated") is not None:
+                rest = sorted(set(p["not_delegated"]))
+                d.add(f"model {Path(m).name}{tag}", INFO, f"{where}: XNNPACK takes {coverage(p)}" +
+                      (f"; builtin kernels run {', '.join(rest)}" if rest else "") + timed)
 
 
 def _system_checks(d: Diagnosis, system: dict) -> None:
@@ -431,8 +369,14 @@ def _system_checks(d: Diagnosis, system: dict) -> None:
 
 
 def diagnose(target: Target, runtime: str = "auto", models: Sequence[Path] = (),
-             probes: dict[str, Path] | None = None) -> Diagnosis:
-    """Run every check on ``target``; never raises for a problem of the target, records it as FAIL."""
+             probes: dict[str, Path] | None = None, python: str | None = None) -> Diagnosis:
+    """Run every check on ``target``; never raises for a problem of the target, records it as FAIL.
+
+    ``python`` is the one the user named (``--python``); without it, an emulated Pi is checked
+    in each of its runtime venvs, as ``run`` uses them (``bench.per_runtime``).
+    """
+    from android_bench.bench import per_runtime
+    from android_bench.config import BenchConfig
     d = Diagnosis(target.spec, target.where, target.python)
     try:
         target.check_reachable()
@@ -441,8 +385,9 @@ def diagnose(target: Target, runtime: str = "auto", models: Sequence[Path] = (),
         return d
     system = shell_facts(target)
     d.facts["system"] = system
+    emulation = target.emulation
     d.add("target", OK, f"reached {target.where}: {system.get('os') or 'unknown OS'}, {system.get('machine')}, "
-                        f"{system.get('cores')} cores")
+                        f"{system.get('cores')} cores" + (f"; emulated: {emulation}" if emulation else ""))
     code, version = python_version(target)
     if code != 0:
         from android_bench.adb import AdbTarget
@@ -452,31 +397,51 @@ def diagnose(target: Target, runtime: str = "auto", models: Sequence[Path] = (),
               f" ({version or code}); only the shell facts were read",
               "install Python 3.9+ (Termux: pkg install python python-numpy) or pass --python" if android else
               "sudo apt install python3 python3-pip, or pass --python /path/to/python3")
-    elif _version(version) < (3, 9):
+    elif version_tuple(version) < (3, 9):
         d.add("python", FAIL, f"Python {version}: the runner needs 3.9 or newer",
               "install Python 3.9+ (Raspberry Pi OS Bullseye or later) or pass --python")
     else:
         d.add("python", OK, f"Python {version} ({target.python})")
-        try:
-            facts = device_facts(target, probes if probes is not None else probe_models(), models)
+        # the interpreters `run` will use; MediaPipe's classify() is timed beside them, not judged
+        runs = [(one, config) for one, config, _ in per_runtime(target, BenchConfig(runtime=runtime), python)
+                if Runtime(config.runtime) is not Runtime.MEDIAPIPE]
+        try:   # timings under emulation are qemu's: not worth the minutes they take
+            found = [(one, config.runtime.value, device_facts(one, probes if probes is not None else probe_models(),
+                                                              models, timed=emulation is None))
+                     for one, config in runs]
         except TargetError as e:
             d.add("device doctor", FAIL, str(e))
             _system_checks(d, system)
-            d.prediction = predict_int8(system, None, None)
+            d.prediction = verdict(system, None, None, emulation)
             return d
+        facts = found[0][2]
         d.facts.update({k: v for k, v in facts.items() if k != "system"})
+        runtimes, marks = facts["runtimes"], {}
+        if len(found) > 1:   # one venv per runtime: each runtime's facts from its own venv
+            runtimes = dict(runtimes)
+            for one, name, venv in found:
+                runtimes[name] = venv["runtimes"][name]
+                marks[name] = f" (what `run` uses, with {one.python})"
+            d.facts["runtimes"] = runtimes
+            used = [name for _, name, _ in found]
+        else:
+            chosen = selected_runtime(runtimes, runtime)
+            used = [chosen] if chosen else []
         numpy = facts.get("numpy")
         if numpy:
             d.add("numpy", OK, f"numpy {numpy}")
         else:
             d.add("numpy", FAIL, f"numpy does not import: {facts.get('numpy_error')}",
                   "pip install numpy (with tflite-runtime: pip install 'numpy<2')")
-        chosen = selected_runtime(facts["runtimes"], runtime)
-        _runtime_checks(d, facts["runtimes"], chosen, numpy)
-        _xnnpack_checks(d, facts["runtimes"], chosen, models)
-        info = facts["runtimes"].get(chosen) if chosen else None
-        d.prediction = predict_int8(system, chosen if usable(info) else None, info if usable(info) else None)
+        _runtime_checks(d, runtimes, used, numpy, marks)
+        _xnnpack_checks(d, runtimes, used, models)
+        for name in used:
+            info = runtimes.get(name)
+            ok = usable(info)
+            d.predictions[name] = verdict(system, name if ok else None, info if ok else None, emulation)
+        if used:
+            d.prediction = d.predictions[used[0]]
     _system_checks(d, system)
     if not d.prediction:
-        d.prediction = predict_int8(system, None, None)
+        d.prediction = verdict(system, None, None, emulation)
     return d

@@ -1,17 +1,18 @@
-"""The emulated Raspberry Pi: an arm64 Debian bookworm root filesystem, run here under qemu-user.
+"""The emulated Raspberry Pi: an arm64 Debian root filesystem, run here under qemu-user.
 
     sudo .venv/bin/python -m android_bench pi-emu          # make pi-emu: built once, ~10 min, cached
     sudo .venv/bin/python -m android_bench run --target pi-emu build/manifest.json
+    sudo .venv/bin/python -m android_bench pi-emu --release bullseye   # make pi-emu-bullseye: Python 3.9
 
 No ARM board is needed to run the ARM software stack: ``debootstrap`` lays
 down arm64 Debian bookworm (Python 3.11, what 64-bit Raspberry Pi OS Bookworm
 is built on), and the kernel's binfmt_misc hands every aarch64 executable to
-``qemu-aarch64-static``, which translates its instructions. Two virtual
-environments hold the two runtimes a Pi user installs from PyPI, each with
-numpy 1.26.4:
+``qemu-aarch64-static``, which translates its instructions. Three virtual
+environments hold what a Pi user installs from PyPI, each with numpy 1.26.4:
 
     /opt/venv/tflite_runtime    tflite-runtime 2.14.0
     /opt/venv/ai_edge_litert    ai-edge-litert 2.3.0 (and its dependencies, pinned)
+    /opt/venv/mediapipe         mediapipe 1.2.3, MediaPipe Tasks (app-level latency)
 
 so the device runner runs on the very aarch64 wheels a Pi runs: XNNPACK's and
 TFLite's ARM (NEON, dot-product) kernels, not the x86 ones. Predictions and
@@ -19,11 +20,18 @@ accuracy from it are real results of those kernels. Latencies are NOT: qemu
 translates each instruction in software, so they say nothing about a Pi's
 speed (the report marks them as emulated).
 
+Each ``Userland`` below is one such file system. ``BULLSEYE`` is Debian 11,
+what Raspberry Pi OS Bullseye is built on, for older Pis (``--target
+pi-emu-bullseye``): its Python is 3.9, the oldest the device runner supports,
+and glibc 2.31, so it gets the newest wheels that still install there
+(tflite-runtime 2.13.0, ai-edge-litert 2.1.0). The tests run the Python 3.9
+checks in it, which works on any machine that can run the emulated Pi.
+
 The CPU qemu presents is a Cortex-A72, the Raspberry Pi 4's (``QEMU_CPU``,
 ``PI_CPU`` below), and /proc/cpuinfo says so (:func:`cpuinfo`): it has no
 dot-product instructions, so XNNPACK picks the kernels a Pi 4 runs. The same
-holds for any aarch64 ``chroot://PATH``. ``--target pi5-emu`` runs the same file
-system as a Cortex-A76, a Pi 5's CPU: with dot-product (int8) and fp16 arithmetic,
+holds for any aarch64 ``chroot://PATH``. ``--target pi5-emu`` runs the bookworm
+file system as a Cortex-A76, a Pi 5's CPU: with dot-product (int8) and fp16 arithmetic,
 XNNPACK takes other kernels there.
 
 The file system is built in a temporary folder beside its final place and
@@ -47,16 +55,15 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 from imagedata.fashion_mnist import default_cache_dir
 
-SUITE, ARCH = "bookworm", "arm64"
+ARCH = "arm64"
 PI_CPU = "cortex-a72"       # Raspberry Pi 4 (BCM2711); qemu-aarch64 -cpu help lists the others
-TARGETS = {"pi-emu": PI_CPU, "pi5-emu": "cortex-a76"}   # --target -> the CPU qemu presents (Pi 5: BCM2712)
 CACHE = default_cache_dir() / "pi-emu"
-ROOTFS = CACHE / f"{SUITE}-{ARCH}"
 STAMP = "pi-emu.json"       # at the root of the file system, written last
 FORMAT = 1
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -69,13 +76,61 @@ VENVS = {
     "tflite_runtime": ("tflite-runtime==2.14.0", NUMPY),
     "ai_edge_litert": ("ai-edge-litert==2.3.0", NUMPY, "backports.strenum==1.2.8", "flatbuffers==25.12.19",
                        "ml_dtypes==0.5.4", "protobuf==7.36.2", "tqdm==4.70.1", "typing_extensions==4.16.0"),
+    # MediaPipe Tasks, the runner's app-level runtime (android_bench.device.mediapipe_tasks). With
+    # numpy 1.26, opencv-contrib-python resolves to 4.11 (its 5.x wheels want numpy 2).
+    "mediapipe": ("mediapipe==1.2.3", NUMPY, "absl-py==2.5.1", "certifi==2026.10.19.post1", "cffi==2.1.1",
+                  "contourpy==1.3.3", "cycler==0.12.1", "flatbuffers==25.12.19", "fonttools==4.68.0",
+                  "kiwisolver==1.5.1", "matplotlib==3.11.2", "opencv-contrib-python==4.11.0.86", "packaging==26.4",
+                  "pillow==13.0.0", "pycparser==3.12", "pyparsing==3.3.3", "python-dateutil==4.0.0",
+                  "sounddevice==0.5.6", "tzdata==2026.6"),
+}
+# Bullseye (Python 3.9, glibc 2.31): tflite-runtime 2.14 and ai-edge-litert 2.3 have no aarch64
+# wheel for it; these are the newest that install there (what `pip install` gives a Pi on bullseye).
+BULLSEYE_VENVS = {
+    "tflite_runtime": ("tflite-runtime==2.13.0", NUMPY),
+    "ai_edge_litert": ("ai-edge-litert==2.1.0", NUMPY, "backports.strenum==1.3.1", "flatbuffers==25.12.19",
+                       "protobuf==6.33.6", "tqdm==4.70.1", "typing_extensions==4.16.0"),
 }
 VENV_DIR = "/opt/venv"
 PACKAGES = ("python3", "python3-venv")     # on top of debootstrap's minbase
-# Bookworm's glibc is 2.36: any manylinux tag up to it runs there (pip does not infer older ones).
-WHEEL_PLATFORMS = tuple(f"manylinux_2_{v}_aarch64" for v in range(36, 16, -1)) + ("manylinux2014_aarch64",)
-RECIPE = {"format": FORMAT, "suite": SUITE, "arch": ARCH, "packages": list(PACKAGES),
-          "venvs": {name: list(reqs) for name, reqs in VENVS.items()}}
+# mediapipe's OpenCV (opencv-contrib-python, a Qt build) loads libGL, GLib, libSM and the X
+# libraries on import, as on Raspberry Pi OS Lite, where `pip install mediapipe` needs
+# `apt install libgl1 libglib2.0-0 libsm6` too.
+MEDIAPIPE_PACKAGES = ("libgl1", "libglib2.0-0", "libsm6")
+
+
+@dataclass(frozen=True, eq=False)
+class Userland:
+    """One emulated Pi's root file system: a Debian release, its Python, one venv per runtime."""
+    suite: str                 # Debian release, as debootstrap names it
+    python: str                # the release's python3 ("3.11"): the wheels are picked for it
+    glibc: int                 # the minor version of its glibc 2.x: the newest manylinux tag that runs there
+    venvs: dict                # {runtime: pinned requirements}
+    packages: tuple = PACKAGES
+
+    @property
+    def root(self) -> Path:
+        return CACHE / f"{self.suite}-{ARCH}"
+
+    @property
+    def recipe(self) -> dict:
+        """What the file system is built from; a cached one with another recipe is rebuilt."""
+        return {"format": FORMAT, "suite": self.suite, "arch": ARCH, "packages": list(self.packages),
+                "venvs": {name: list(reqs) for name, reqs in self.venvs.items()}}
+
+    @property
+    def wheel_platforms(self) -> tuple:
+        # pip does not infer older manylinux tags from a newer one: list every tag the glibc runs
+        return tuple(f"manylinux_2_{v}_aarch64" for v in range(self.glibc, 16, -1)) + ("manylinux2014_aarch64",)
+
+
+BOOKWORM = Userland("bookworm", "3.11", 36, VENVS, PACKAGES + MEDIAPIPE_PACKAGES)     # Raspberry Pi OS Bookworm, 64-bit
+BULLSEYE = Userland("bullseye", "3.9", 31, BULLSEYE_VENVS)   # Raspberry Pi OS Bullseye, 64-bit
+USERLANDS = {u.suite: u for u in (BOOKWORM, BULLSEYE)}
+# --target -> (the file system, the CPU qemu presents); the Pi 5 is a BCM2712, Cortex-A76
+TARGETS = {"pi-emu": (BOOKWORM, PI_CPU), "pi5-emu": (BOOKWORM, "cortex-a76"),
+           "pi-emu-bullseye": (BULLSEYE, PI_CPU)}
+SUITE, ROOTFS = BOOKWORM.suite, BOOKWORM.root   # the default emulated Pi
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 # The kernel's entry for aarch64 ELF executables, as Debian's qemu-user-static ships it
 # (/usr/lib/binfmt.d/qemu-aarch64.conf) but with the plain interpreter path. F ("fix binary")
@@ -289,8 +344,8 @@ def _stream(argv: Sequence[str], log: Path, on_line: Callable[[str], None], what
 
 @contextmanager
 def _bar(desc: str, total: int | None, unit: str):
-    from tqdm import tqdm
-    with tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True) as bar:
+    from pipeline.quiet import progress
+    with progress(total=total, desc=desc, unit=unit, dynamic_ncols=True) as bar:
         def step(line: str) -> None:
             if line.startswith("I: "):
                 if total is None or bar.n < total:
@@ -299,13 +354,13 @@ def _bar(desc: str, total: int | None, unit: str):
         yield step
 
 
-def download_wheels(dest: Path) -> None:
-    """The pinned aarch64 wheels of every venv into ``dest``, with this machine's pip (PyPI)."""
+def download_wheels(dest: Path, userland: Userland = BOOKWORM) -> None:
+    """The pinned aarch64 wheels of every venv of ``userland`` into ``dest``, with this machine's pip (PyPI)."""
     dest.mkdir(parents=True, exist_ok=True)
-    wanted = sorted({req for reqs in VENVS.values() for req in reqs})
+    wanted = sorted({req for reqs in userland.venvs.values() for req in reqs})
     argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet", "--no-deps",
-            "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
-            *[a for p in WHEEL_PLATFORMS for a in ("--platform", p)], "--dest", str(dest), *wanted]
+            "--only-binary=:all:", "--python-version", userland.python, "--implementation", "cp",
+            *[a for p in userland.wheel_platforms for a in ("--platform", p)], "--dest", str(dest), *wanted]
     r = subprocess.run(argv, capture_output=True, text=True)
     if r.returncode != 0:
         errors = [ln for ln in r.stderr.splitlines() if ln.startswith("ERROR")] or r.stderr.splitlines()[-3:]
@@ -327,23 +382,23 @@ def mirror() -> str:
     return DEFAULT_MIRROR
 
 
-def build(root: Path = ROOTFS, mirror_url: str | None = None, force: bool = False,
+def build(userland: Userland = BOOKWORM, mirror_url: str | None = None, force: bool = False,
           echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
-    """Build the emulated Pi's file system at ``root`` unless it is there with this recipe.
+    """Build ``userland``'s file system at ``userland.root`` unless it is there with this recipe.
 
     Returns its stamp. About 10 minutes the first time (most of it debootstrap's second
     stage, which runs dpkg under emulation); seconds afterwards.
     """
-    root = Path(root)
+    root, recipe, suite = userland.root, userland.recipe, userland.suite
     host = check_host()
     stamp = read_stamp(root)
-    if stamp and stamp.get("recipe") == RECIPE and not force:
+    if stamp and stamp.get("recipe") == recipe and not force:
         return stamp
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)          # a second build waits, then finds it done
         stamp = read_stamp(root)
-        if stamp and stamp.get("recipe") == RECIPE and not force:
+        if stamp and stamp.get("recipe") == recipe and not force:
             return stamp
         for stale in root.parent.glob(f"{root.name}.partial-*"):
             echo(f"removing the unfinished build {stale}")
@@ -354,17 +409,18 @@ def build(root: Path = ROOTFS, mirror_url: str | None = None, force: bool = Fals
         log.write_text("")
         started = time.time()
         url = mirror_url or mirror()
-        echo(f"building the emulated Pi ({SUITE} {ARCH}, {', '.join(PACKAGES)}) in {tmp} from {url}; log: {log}")
-        wheels = root.parent / "wheels"
+        echo(f"building the emulated Pi ({suite} {ARCH}, {', '.join(userland.packages)}) in {tmp} from {url}; "
+             f"log: {log}")
+        wheels = root.parent / f"wheels-{suite}"
         echo(f"downloading the aarch64 wheels to {wheels}")
-        download_wheels(wheels)
+        download_wheels(wheels, userland)
         debootstrap = _tool("debootstrap", "debootstrap")
         first = [debootstrap, f"--arch={ARCH}", "--foreign", "--variant=minbase",
-                 f"--include={','.join(PACKAGES)}", SUITE, str(tmp), url]
+                 f"--include={','.join(userland.packages)}", suite, str(tmp), url]
         if native():
             first.remove("--foreign")
         with _bar("debootstrap: download", None, "step") as step:
-            _stream(first, log, step, f"debootstrap (download of {SUITE} {ARCH} from {url})")
+            _stream(first, log, step, f"debootstrap (download of {suite} {ARCH} from {url})")
         if not native():
             packages = sum(len((tmp / "debootstrap" / n).read_text().split())
                            for n in ("required", "base") if (tmp / "debootstrap" / n).exists())
@@ -375,8 +431,8 @@ def build(root: Path = ROOTFS, mirror_url: str | None = None, force: bool = Fals
         for wheel in wheels.glob("*.whl"):
             shutil.copy2(wheel, tmp / "opt" / "wheels")
         venvs = {}
-        with _bar("virtual environments", 2 * len(VENVS), "step") as step:
-            for runtime, reqs in VENVS.items():
+        with _bar("virtual environments", 2 * len(userland.venvs), "step") as step:
+            for runtime, reqs in userland.venvs.items():
                 where = f"{VENV_DIR}/{runtime}"
                 step(f"I: python3 -m venv {where}")
                 _stream(enter(tmp, ["python3", "-m", "venv", where]), log, lambda s: None, f"python3 -m venv {where}")
@@ -395,7 +451,7 @@ def build(root: Path = ROOTFS, mirror_url: str | None = None, force: bool = Fals
                 venvs[runtime] = {"python": venv_python(runtime), "python_version": python, "numpy": numpy,
                                   "runtime_version": version, "requirements": list(reqs)}
         shutil.rmtree(tmp / "opt" / "wheels")
-        stamp = {"artifact": "android_bench pi-emu root file system", "format": FORMAT, "recipe": RECIPE,
+        stamp = {"artifact": "android_bench pi-emu root file system", "format": FORMAT, "recipe": recipe,
                  "mirror": url, "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                  "build_seconds": round(time.time() - started), "qemu": host["qemu_version"],
                  "qemu_cpu": PI_CPU, "venvs": venvs}
@@ -413,15 +469,23 @@ def build(root: Path = ROOTFS, mirror_url: str | None = None, force: bool = Fals
         return stamp
 
 
-def ready(root: Path = ROOTFS) -> dict:
-    """The stamp of a complete build at ``root``, or a PiEmuError saying to build it."""
+def make_target(userland: Userland) -> str:
+    """The make target that builds ``userland``: pi-emu, pi-emu-bullseye."""
+    return "pi-emu" if userland is BOOKWORM else f"pi-emu-{userland.suite}"
+
+
+def ready(root: Path | str | None = None, userland: Userland = BOOKWORM) -> dict:
+    """The stamp of a complete build of ``userland`` (at ``root``, default its own), or a
+    PiEmuError saying to build it."""
+    root = Path(root) if root is not None else userland.root
     stamp = read_stamp(root)
+    build_it = f"make {make_target(userland)}"
     if stamp is None:
-        raise PiEmuError(f"the emulated Pi is not built ({root} has no {STAMP}): run `make pi-emu` "
+        raise PiEmuError(f"the emulated Pi is not built ({root} has no {STAMP}): run `{build_it}` "
                          f"(as root, about 10 minutes once)")
-    if stamp.get("recipe") != RECIPE:
+    if stamp.get("recipe") != userland.recipe:
         raise PiEmuError(f"the emulated Pi at {root} was built from another recipe than this checkout's: "
-                         f"run `make pi-emu` again to rebuild it")
+                         f"run `{build_it}` again to rebuild it")
     return stamp
 
 

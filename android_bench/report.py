@@ -9,11 +9,19 @@ Writes, each under a temporary name first:
   change in top-1 against the float32 row of the same target, runtime, threads
   and XNNPACK setting -- a ratio across machines or runtimes would mix two effects;
   on every target but ``local``, ``agreement_with_host`` (see agreement_with_host())
-  and ``emulation`` (not None: the latencies time an emulator such as qemu, not a CPU);
+  and ``emulation`` (not None: the latencies time an emulator such as qemu, not a CPU,
+  so such rows get no speedup, no ``speedup_ci`` and no latency verdict);
   and the statistics of android_bench.stats: ``speedup_ci`` (95% bootstrap interval of the
   speedup of the median), ``mcnemar_p`` (float32 against the variant on the same images) and
   ``within_noise`` ({"latency", "top1"}: true when the difference is not distinguishable from noise);
 * ``report.md``: one table per target, with the machine it was measured on;
+* on rows of the ``mediapipe`` runtime (MediaPipe Tasks' ``classify()``, what an app
+  sees), ``invoke_median_ms`` and ``invoke_runtime``: the ``invoke()``-only median of the
+  same file on the same target at 1 thread (ai_edge_litert when measured), and
+  ``app_minus_invoke_ms``, the difference: MediaPipe's pre- and postprocessing, and its own TFLite
+  build against the runtime's (``app_vs_invoke()``); report.md shows them side by side;
+* ``metadata`` on every row: what the file's metadata lacks or has corrupt (it still
+  benchmarks; report.md says what is missing, and ``accuracy_skipped`` why top-1 was not measured);
 * ``report.png``: top-1 against median latency, one point per variant, one
   series per target and runtime (and XNNPACK setting, when off was measured),
   at its lowest thread count, marker area proportional to the file size.
@@ -42,7 +50,10 @@ ROW_KEYS = ("target", "variant", "runtime", "runtime_version", "threads", "xnnpa
             # benchmark_model rows (android_bench.adb_bench): which delegate, whether median_ms is its
             # median or its mean, where top-1 was measured, its memory lines and per-op profile
             "delegate", "latency_statistic", "accuracy_source", "warmup_avg_ms", "peak_memory_mb",
-            "memory_init_mb", "memory_overall_mb", "op_profile")
+            "memory_init_mb", "memory_overall_mb", "op_profile",
+            # what the file's metadata lacks (the runner still measures its latency)
+            "metadata", "accuracy_skipped")
+APP_RUNTIME = "mediapipe"
 
 
 class ReportError(ValueError):
@@ -73,6 +84,7 @@ def load(results_dir: Path) -> tuple[list[dict], list[dict]]:
     agreement_with_host(rows, docs)
     rows.sort(key=_order)
     compare(rows)
+    app_vs_invoke(rows)
     stats.annotate(rows, docs, _key, REFERENCE)   # speedup_ci, mcnemar_p, within_noise (android_bench.stats)
     return rows, sources
 
@@ -93,15 +105,19 @@ def agreement_with_host(rows: list[dict], docs: dict[str, dict]) -> None:
     The fraction of images whose top-1 on the target equals the host's (the ``local``
     target's) for the same model file (sha256) and eval pack (sha256), over the images
     both evaluated (each takes the pack's first N: ``agreement_with_host_images``). The host
-    result of the same runtime is preferred (then only the CPU differs), else any local one
-    (``host_runtime`` says which). None where no such host result exists: run
-    ``--target local`` on the same files first.
+    result of the same runtime is taken (then only the CPU differs: like with like), else
+    any local one: ``host_runtime`` says which, and ``agreement_with_host_same_runtime`` is
+    False then, because two runtimes' kernels differ on their own (their int8 predictions
+    differed on 4 of 2,000 images on one x86 machine). None where no host result exists:
+    run ``--target local`` on the same files first, with the same runtime
+    (``--runtime tflite_runtime --python`` a venv with tflite-runtime and numpy<2).
     """
     hosts = [(d.get("environment", {}).get("runtime"), d.get("environment", {}).get("runtime_version"),
               _eval_pack_sha(d), _predictions(d)) for d in docs.values() if d.get("target") == "local"]
     mine = {name: _predictions(d) for name, d in docs.items()}
     for r in rows:
-        r.update(agreement_with_host=None, agreement_with_host_images=None, host_runtime=None, top1_vs_host=None)
+        r.update(agreement_with_host=None, agreement_with_host_images=None, host_runtime=None, top1_vs_host=None,
+                 agreement_with_host_same_runtime=None)
         doc = docs[r["results_file"]]
         pred = mine[r["results_file"]].get(r["sha256"])
         if r["target"] == "local" or pred is None:
@@ -115,7 +131,8 @@ def agreement_with_host(rows: list[dict], docs: dict[str, dict]) -> None:
         n = min(len(ref), len(pred))
         if n:
             r.update(agreement_with_host=agreement(np.asarray(pred[:n]), np.asarray(ref[:n])),
-                     agreement_with_host_images=n, host_runtime=f"{runtime} {version}")
+                     agreement_with_host_images=n, host_runtime=f"{runtime} {version}",
+                     agreement_with_host_same_runtime=runtime == r["runtime"])
         # Δ top-1 only over the same images: the host row of that runtime with as many images
         same = [h for h in rows if h["target"] == "local" and h["sha256"] == r["sha256"] and h["runtime"] == runtime
                 and h["top1"] is not None and h["images"] == r["images"] == n and r["top1"] is not None]
@@ -135,15 +152,70 @@ def _key(row: dict) -> tuple:
 
 
 def compare(rows: list[dict]) -> list[dict]:
-    """Adds speedup_vs_float32 and top1_vs_float32 against the float32 row of the same setting."""
+    """Adds speedup_vs_float32 and top1_vs_float32 against the float32 row of the same setting;
+    an emulated row gets no speedup: its latency is the emulator's."""
     reference = {_key(r): r for r in rows if r["variant"] == REFERENCE and not r["error"]}
     for r in rows:
         ref = reference.get(_key(r))
         ok = ref is not None and not r["error"]
-        r["speedup_vs_float32"] = ref["median_ms"] / r["median_ms"] if ok and r["median_ms"] else None
+        timed = ok and r["median_ms"] and not r.get("emulation")
+        r["speedup_vs_float32"] = ref["median_ms"] / r["median_ms"] if timed else None
         r["top1_vs_float32"] = (r["top1"] - ref["top1"] if ok and r["top1"] is not None
                                 and ref["top1"] is not None else None)
     return rows
+
+
+def app_vs_invoke(rows: list[dict]) -> None:
+    """Sets ``invoke_median_ms``, ``invoke_runtime`` and ``app_minus_invoke_ms`` on each MediaPipe row: the
+    invoke()-only median of the same file (sha256) on the same target, 1 thread, XNNPACK on, preferring
+    ai_edge_litert; None when there is none."""
+    for r in rows:
+        if r["runtime"] != APP_RUNTIME:
+            continue
+        same = [h for h in rows if h["runtime"] not in (APP_RUNTIME, "benchmark_model") and not h["error"]
+                and h["target"] == r["target"] and h["sha256"] == r["sha256"] and h["threads"] == 1
+                and h.get("xnnpack", True) and h["median_ms"]]
+        same.sort(key=lambda h: h["runtime"] != "ai_edge_litert")
+        ok = bool(same) and not r["error"] and r["median_ms"] is not None
+        r.update(invoke_median_ms=same[0]["median_ms"] if ok else None,
+                 invoke_runtime=f"{same[0]['runtime']} {same[0]['runtime_version']}" if ok else None,
+                 invoke_top1=same[0]["top1"] if ok else None,
+                 app_minus_invoke_ms=r["median_ms"] - same[0]["median_ms"] if ok else None)
+
+
+def app_latency_markdown(rows: list[dict]) -> list[str]:
+    """MediaPipe's classify() against invoke() alone, per variant, with both top-1."""
+    lines = []
+    for r in rows:
+        if r["runtime"] != APP_RUNTIME or r["error"]:
+            continue
+        diff = "-" if r.get("app_minus_invoke_ms") is None else f"{r['app_minus_invoke_ms']:+.3f} ms"
+        emulated = " (emulated)" if r.get("emulation") else ""
+        lines.append(f"| {r['variant']} | {format_ms(r['median_ms'])}{emulated} | {format_ms(r.get('invoke_median_ms'))}"
+                     f" | {diff} | {r.get('invoke_runtime') or '-'} | {format_pct(r['top1'])} | "
+                     f"{format_pct(r.get('invoke_top1'))} |")
+    if not lines:
+        return []
+    version = next(r["runtime_version"] for r in rows if r["runtime"] == APP_RUNTIME)
+    return [f"App-level latency: median of MediaPipe Tasks {version} `ImageClassifier.classify()` on one uint8 "
+            f"RGB frame (its preprocessing, inference with its own TFLite at its default threads, postprocessing), "
+            f"beside `invoke()` alone at 1 thread; top-1 of MediaPipe's answers and of the runner's on the same images:", "",
+            "| variant | classify() | invoke() | classify() - invoke() | invoke() runtime | top-1 MediaPipe | top-1 runner |",
+            "|---|---:|---:|---:|---|---:|---:|", *lines, ""]
+
+
+def metadata_markdown(rows: list[dict]) -> list[str]:
+    """What each file's metadata lacks: it was benchmarked all the same."""
+    seen, lines = set(), []
+    for r in rows:
+        meta = r.get("metadata") or {}
+        said = [*meta.get("missing", []), *meta.get("problems", [])]
+        if r.get("accuracy_skipped"):
+            said.append(r["accuracy_skipped"])
+        if said and (r["file"], tuple(said)) not in seen:
+            seen.add((r["file"], tuple(said)))
+            lines.append(f"- {r['file']} ({r['runtime']}): " + "; ".join(said))
+    return ["Metadata missing or corrupt (latency was measured all the same):", "", *lines, ""] if lines else []
 
 
 def format_ms(v) -> str:
@@ -197,7 +269,8 @@ def markdown(rows: list[dict]) -> str:
                 out.append(f"| {r['variant']} | {runtime} | {r['threads']} | {format_size(r['size_bytes'])} | "
                            f"failed: {error[:160]} | | | | | |")
                 continue
-            speedup = "-" if r["speedup_vs_float32"] is None else f"{r['speedup_vs_float32']:.2f}x"
+            speedup = "n/a (emulated)" if r.get("emulation") else \
+                "-" if r["speedup_vs_float32"] is None else f"{r['speedup_vs_float32']:.2f}x"
             change = "-" if r["top1_vs_float32"] is None else f"{100 * r['top1_vs_float32']:+.2f} pt"
             mean = " (mean)" if r.get("latency_statistic") == "mean" else ""   # a benchmark_model without median
             mean += " (emulated)" if r.get("emulation") else ""
@@ -208,10 +281,12 @@ def markdown(rows: list[dict]) -> str:
         proto = latest.get("protocol") or {}
         images = sorted({r["images"] for r in mine if r["images"]})
         out += ["", f"Latency: median and p90 of at least {proto.get('runs', '?')} timed `invoke()` calls "
+                    f"(`classify()` for {APP_RUNTIME}) "
                     f"(and {proto.get('min_seconds', '?')} s) on one image after a warm-up of "
                     f"{proto.get('warmup_runs', '?')} runs and {proto.get('warmup_seconds', '?')} s. "
                     f"Top-1 and agreement with float32 on {', '.join(map(str, images)) or '?'} eval-pack images.",
                 ""]
+        out += app_latency_markdown(mine) + metadata_markdown(mine)
         if any(r["runtime"] == "benchmark_model" for r in mine):
             from android_bench.benchmark_model import markdown_notes, op_profile_markdown
             out += markdown_notes(mine, proto) + op_profile_markdown(mine)
@@ -239,14 +314,20 @@ def host_agreement_markdown(rows: list[dict]) -> list[str]:
             continue
         seen.add(key)
         change = "-" if r.get("top1_vs_host") is None else f"{100 * r['top1_vs_host']:+.2f} pt"
+        host = r["host_runtime"] + ("" if r.get("agreement_with_host_same_runtime") else
+                                    " (another runtime: not only the CPU differs)")
         lines.append(f"| {r['variant']} | {r['runtime']} {r['runtime_version']} | {format_pct(r['agreement_with_host'])} "
-                     f"| {r['agreement_with_host_images']} | {r['host_runtime']} | {change} |")
+                     f"| {r['agreement_with_host_images']} | {host} | {change} |")
     if not lines:
         return ["Agreement with the host: no `local` results for the same model files and eval pack "
                 "(run `python -m android_bench run --target local` on them for it).", ""]
+    crossed = sorted({r["runtime"] for r in rows if r.get("agreement_with_host_same_runtime") is False})
+    note = [f"For like with like, measure the host with {', '.join(crossed)} too: `python -m android_bench run "
+            f"--target local --runtime RUNTIME --python PYTHON` with a Python that has it (tflite-runtime: a "
+            f"venv with numpy<2).", ""] if crossed else []
     return ["Predictions against the host's (target `local`, same model file and images):", "",
             "| variant | runtime | agreement with host | images | host runtime | Δ top-1 vs host |",
-            "|---|---|---:|---:|---|---:|", *lines, ""]
+            "|---|---|---:|---:|---|---:|", *lines, "", *note]
 
 
 def series(rows: list[dict]) -> dict[str, list[dict]]:

@@ -122,8 +122,8 @@ def annotate(rows: list[dict], docs: dict[str, dict], key, reference: str = "flo
     """Adds STAT_KEYS to each row: against the ``reference`` row with the same ``key(row)``.
 
     ``speedup_ci`` [lo, hi] and ``latency_diff_ci_ms`` need ``samples_ms`` on both
-    rows; ``mcnemar_*`` need both variants' per-image predictions in the same
-    results file and the labels. ``within_noise`` is {"latency": the speedup
+    rows, and a row that was not emulated; ``mcnemar_*`` need both variants' per-image
+    predictions in the same results file and the labels. ``within_noise`` is {"latency": the speedup
     interval contains 1.0, "top1": McNemar p >= 0.05}, None where not computable.
     """
     samples = {(name, r.get("variant"), r.get("threads"), r.get("xnnpack"), r.get("delegate")): r.get("samples_ms")
@@ -140,7 +140,8 @@ def annotate(rows: list[dict], docs: dict[str, dict], key, reference: str = "flo
         mine = samples.get((r["results_file"], r["variant"], r["threads"], r.get("xnnpack"), r.get("delegate")))
         theirs = samples.get((ref["results_file"], ref["variant"], ref["threads"], ref.get("xnnpack"),
                               ref.get("delegate")))
-        if mine and theirs and len(mine) >= 2 and len(theirs) >= 2:
+        # an emulator's timings (qemu) say nothing about a CPU: no interval, no latency verdict
+        if mine and theirs and len(mine) >= 2 and len(theirs) >= 2 and not r.get("emulation"):
             bs = bootstrap_speedup(theirs, mine)
             r.update(speedup_ci=bs["speedup_ci"], latency_diff_ms=bs["diff_ms"], latency_diff_ci_ms=bs["diff_ci_ms"])
             within["latency"] = bs["within_noise"]

@@ -5,6 +5,7 @@
     ssh://pi@10.0.0.7:2222
     pi-emu                    the emulated Raspberry Pi 4 (arm64 bookworm under qemu; make pi-emu)
     pi5-emu                   the same file system emulating a Pi 5's CPU (Cortex-A76)
+    pi-emu-bullseye           the emulated Pi 4 on Debian bullseye, Python 3.9 (make pi-emu-bullseye)
     chroot:///srv/rootfs      any root file system on this machine, entered with chroot (as root)
 
 Both go through a shell command on the target, so they share every step:
@@ -12,7 +13,8 @@ make a temporary folder (``mktemp -d``), unpack a tar stream of the runner's
 files, the models and the eval pack into it, run the runner there, read the
 results back with ``cat``, and remove the folder. ssh runs with
 ``BatchMode=yes``: a missing key fails at once with a message instead of
-waiting at a password prompt no one sees.
+waiting at a password prompt no one sees, and so does a host key that is
+unknown or changed (named as such, with its fix).
 """
 from __future__ import annotations
 
@@ -102,11 +104,36 @@ class SshTarget(Target):
         r = self.shell("true", timeout=self.connect_timeout + 20)
         if r.returncode == 0:
             return
+        host_key = self.host_key_problem(r.stderr)
+        if host_key:
+            raise TargetError(host_key)
         said = _last_line(r.stderr) or f"exit status {r.returncode}"
         raise TargetError(
             f"cannot log in to {self.where} over ssh: {said}. The benchmark needs key login without a "
             f"password prompt: check the host is up, then `ssh-copy-id -p {self.port} {self.login}` and "
             f"`ssh -p {self.port} {self.login} true` must succeed")
+
+    def host_key_problem(self, stderr: bytes) -> str | None:
+        """What to do when ssh refused the *host's* key (before any login), None for another failure.
+
+        With BatchMode, ssh cannot ask whether to trust an unknown host key, and it refuses a
+        key that differs from the one known_hosts recorded; both end in "Host key verification
+        failed", which is not a missing user key: ssh-copy-id does not help.
+        """
+        text = stderr.decode("utf-8", "replace")
+        if "Host key verification failed" not in text and "HOST IDENTIFICATION HAS CHANGED" not in text:
+            return None
+        name = f"[{self.host}]:{self.port}" if self.port != 22 else self.host
+        if "HOST IDENTIFICATION HAS CHANGED" in text:
+            return (f"the host key of {self.where} has CHANGED since known_hosts recorded it, so ssh refused to "
+                    f"connect (host key verification failed; no login was tried). If the machine was re-installed "
+                    f"or is another one at that address, remove the old key with `ssh-keygen -R '{name}'` and "
+                    f"connect once by hand (`ssh -p {self.port} {self.login}`) to check and accept the new one; "
+                    f"if not, someone may be in the middle of the connection")
+        return (f"the host key of {self.where} is not known here, and ssh in batch mode cannot ask whether to "
+                f"trust it (host key verification failed; no login was tried). Connect once by hand to check and "
+                f"accept it: `ssh -p {self.port} {self.login} true`; or trust it on first use with "
+                f"-o StrictHostKeyChecking=accept-new (make bench SSH_OPTIONS=StrictHostKeyChecking=accept-new)")
 
 
 @dataclass(frozen=True)
@@ -115,8 +142,9 @@ class ChrootTarget(Target):
 
     ``pi-emu`` is the emulated Raspberry Pi that ``make pi-emu`` builds: arm64 Debian
     bookworm whose programs run under qemu-aarch64 as a Cortex-A72 (``pi5-emu``: the same
-    file system as a Cortex-A76, the Pi 5's, with dot-product and fp16 instructions), one venv per
-    runtime (``venvs``: one run each when --runtime is auto and --python is not given).
+    file system as a Cortex-A76, the Pi 5's, with dot-product and fp16 instructions; ``pi-emu-bullseye``:
+    Debian bullseye with Python 3.9, as a Cortex-A72), one venv per runtime (``venvs``: one run each
+    when --runtime is auto and --python is not given).
     ``chroot://PATH`` is any root file system (relative paths are from here); an aarch64 one
     runs under qemu as the same Cortex-A72.
     """
@@ -128,9 +156,10 @@ class ChrootTarget(Target):
     def parse(cls, spec: str, python: str | None = None) -> "ChrootTarget":
         from android_bench import pi_emu
         if spec in pi_emu.TARGETS:
-            root, cpu = pi_emu.ROOTFS, pi_emu.TARGETS[spec]
+            userland, cpu = pi_emu.TARGETS[spec]
+            root = userland.root
             try:
-                stamp = pi_emu.ready(root)
+                stamp = pi_emu.ready(userland=userland)
             except pi_emu.PiEmuError as e:
                 raise TargetError(str(e)) from None
         else:
@@ -154,7 +183,9 @@ class ChrootTarget(Target):
 
     @property
     def where(self) -> str:
-        return f"the emulated Pi ({self.spec}, {self.root})" if self.spec.endswith("-emu") else f"the chroot {self.root}"
+        from android_bench import pi_emu
+        return f"the emulated Pi ({self.spec}, {self.root})" if self.spec in pi_emu.TARGETS else \
+            f"the chroot {self.root}"
 
     @property
     def emulation(self) -> str | None:
@@ -181,7 +212,8 @@ def parse_target(spec: str, python: str | None = None, ssh_options: Sequence[str
         if python and os.sep in python:
             python = os.path.abspath(python)
         return LocalTarget(python=python or sys.executable)
-    if spec in ("pi-emu", "pi5-emu") or spec.startswith("chroot://"):
+    from android_bench.pi_emu import TARGETS as EMULATED
+    if spec in EMULATED or spec.startswith("chroot://"):
         return ChrootTarget.parse(spec, python)
     if spec == "adb" or spec.startswith("adb:"):   # an Android phone: android_bench.adb
         from android_bench.adb import AdbTarget
@@ -293,6 +325,6 @@ class Session:
                               f"or newer (sudo apt install python3 python3-pip) or pass --python "
                               f"/path/to/python3")
         if code == SSH_NOT_REACHED and isinstance(self.target, SshTarget):
-            raise TargetError(f"the ssh connection to {self.target.where} failed: "
-                              f"{err[-1] if err else 'no message'}")
+            raise TargetError(self.target.host_key_problem("\n".join(err).encode()) or
+                              f"the ssh connection to {self.target.where} failed: {err[-1] if err else 'no message'}")
         return code, out, err

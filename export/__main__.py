@@ -18,13 +18,14 @@ def _user_errors():
     from android_bench.device.evaluate import EvaluationError
     from android_bench.device.tflite_metadata import MetadataError
     from export.bundle import ExportError
+    from export.model_metadata import MetadataMismatch
     from imagedata.fashion_mnist import DataUnavailable
     from imagedata.folder import ImageFolderError
     from imagedata.idx import IdxError
     from imagedata.preprocess import PreprocessingError
     from quantize.source import SourceError
     return (ConfigError, DataUnavailable, EvaluationError, ExportError, ImageFolderError, IdxError,
-            MetadataError, PreprocessingError, SourceError)
+            MetadataError, MetadataMismatch, PreprocessingError, SourceError)
 
 
 @click.group()
@@ -43,12 +44,15 @@ def cli():
               help="images per interpreter call while measuring top-1")
 @click.option("--num-threads", type=int, default=None, help="interpreter threads [default: the runtime's]")
 @click.option("--data", default=None, help="test data location if not the one the model was trained on")
-def run(out, quantized, eval_size, batch_size, num_threads, data):
+@click.option("--license", "license_", default=_DEFAULT.license, show_default=True,
+              help="the models' license, written in their standard metadata")
+def run(out, quantized, eval_size, batch_size, num_threads, data, license_):
     """Write OUT/<variant>.tflite with metadata, labels.txt, eval_pack.npz and manifest.json."""
     errors = _user_errors()
     quantized = quantized or out / "quantize"
     try:
-        config = ExportConfig(eval_size=eval_size, batch_size=batch_size, num_threads=num_threads)
+        config = ExportConfig(eval_size=eval_size, batch_size=batch_size, num_threads=num_threads,
+                              license=license_)
         from export import bundle
         manifest = bundle.run(config, quantized, out, data=data)
     except errors as e:

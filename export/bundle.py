@@ -3,9 +3,13 @@
     python -m export run --out build          # reads build/quantize/quantize.json
 
 Writes, each under a temporary name first:
-* ``OUT/<variant>.tflite``: the converter's model plus, in its own flatbuffer
-  metadata, the labels, preprocessing, model configuration and provenance, so
-  a device needs nothing else (``android_bench.device.tflite_metadata``);
+* ``OUT/<variant>.tflite``: the converter's model, batch 1, plus the standard
+  TFLite Model Metadata (``export.model_metadata``: name, license, the input's
+  color space and normalization, the labels as a packed file), which MediaPipe
+  Tasks and the Support Library read, and beside it this project's record (the
+  preprocessing, model configuration and provenance), so an app, a Pi or a
+  phone needs nothing else (``android_bench.device.tflite_metadata``). Metadata
+  that disagrees with the model is refused;
 * ``OUT/labels.txt``: one label per line, in class-index order;
 * ``OUT/eval_pack.npz``: test images as uint8 (N, H, W, C) ``x``, int64 ``y``,
   ``labels`` and the ``preprocessing`` JSON, for the device runner;
@@ -23,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from android_bench.device.evaluate import Classifier, agreement, evaluate
-from android_bench.device.tflite_metadata import FORMAT
+from android_bench.device.tflite_metadata import FORMAT, METADATA_NAME
+from export import model_metadata
 from export.config import ExportConfig
-from export.metadata import embed
+from export.metadata import pack
 from imagedata.dataset import Dataset, Split
 from imagedata.preprocess import Preprocessing
 from quantize import files
@@ -36,10 +41,70 @@ MANIFEST = "manifest.json"
 LABELS = "labels.txt"
 EVAL_PACK = "eval_pack.npz"
 MODEL_KEYS = ("arch", "alpha", "resolution", "output_stride", "channels")
+AUTHOR = "mobilenet-deploy"
+WHAT = {"float32": "float32 weights and activations", "float16": "float16 weights, float32 arithmetic",
+        "dynamic_int8": "int8 weights, activations quantized on the fly", "int8": "int8 weights and activations",
+        "int16x8": "int8 weights, int16 activations"}
 
 
 class ExportError(RuntimeError):
     pass
+
+
+def check_labels(labels: list) -> None:
+    """Raise, naming the label, unless every label is non-empty, on one line, and unique: the
+    label file an app reads holds one label per line, and a repeated name makes two classes one."""
+    seen: dict = {}
+    for i, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip():
+            raise ExportError(f"label {i} is empty ({label!r}): every class needs a name. The labels come from "
+                              f"model.json (the class folders' names): rename the class and train again")
+        if "\n" in label or "\r" in label:
+            raise ExportError(f"label {i} {label!r} contains a line break: the label file an app reads has one "
+                              f"label per line. Rename the class and train again")
+        if label in seen:
+            raise ExportError(f"label {label!r} appears twice (classes {seen[label]} and {i}): an app could not "
+                              f"tell them apart. Rename one class and train again")
+        seen[label] = i
+
+
+def input_form(source: dict, variant: dict) -> dict:
+    """What the variant's input takes (quantize.app_input); a recipe from before it: the trained input."""
+    if "input" in variant:
+        return variant["input"]
+    p = Preprocessing.from_dict(source["preprocessing"])
+    return {"channels": p.channels, "color": "rgb" if p.channels == 3 else "grayscale", "luminance": False,
+            "luminance_weights": None, "normalization_in_graph": False, "preprocessing": p.to_dict(),
+            "trained": p.to_dict()}
+
+
+def model_card(summary: dict, variant: dict, raw: bytes, config: ExportConfig) -> model_metadata.Card:
+    """What the standard metadata of ``variant`` says: from quantize.json and the converted model."""
+    source = summary["source"]
+    cfg = source.get("config", {})
+    form = input_form(source, variant)
+    p = Preprocessing.from_dict(form["preprocessing"])
+    dtype = model_metadata.io_tensors(raw)[0]["dtype"]
+    size = f"{p.resolution}x{p.resolution}"
+    color = "RGB" if p.channels == 3 else "grayscale"
+    if form["normalization_in_graph"]:
+        values = {"uint8": "uint8 pixels 0-255 as they are", "int8": "int8, pixel - 128",
+                  "float32": "float32 pixels 0-255"}.get(dtype, dtype)
+        inside = "normalizes them" + (" and converts them to luminance" if form["luminance"] else "")
+    else:
+        values = f"{dtype}, (pixel - {p.mean:g}) / {p.std:g}"
+        inside = "converts them to luminance" if form["luminance"] else ""
+    arch = f"MobileNet {str(cfg['arch']).upper()} {cfg.get('alpha')}" if cfg.get("arch") else "image classifier"
+    test = source.get("test_top1")
+    data = Path(str(cfg.get("data", "its data"))).name
+    return model_metadata.Card(
+        name=f"{arch} {size} {variant['name']}",
+        description=(f"Classifies a {size} {color} image into one of {len(source['labels'])} classes. {arch}, "
+                     f"trained by {AUTHOR} on {data}" + (f" ({100 * test:.2f}% test top-1 in Keras)" if test else "")
+                     + f". Variant {variant['name']}: {WHAT.get(variant['name'], variant['name'])}."),
+        version=source["sha256"][:12], author=AUTHOR, license=config.license, labels=tuple(source["labels"]),
+        channels=p.channels, mean=p.mean, std=p.std,
+        input_description=f"{color} image, {size}, {values}" + (f"; the model {inside}." if inside else "."))
 
 
 def read_summary(quantized: Path) -> dict:
@@ -62,12 +127,16 @@ def metadata_record(summary: dict, variant: dict) -> dict:
     source = summary["source"]
     config = source.get("config", {})
     model = {k: config.get(k) for k in MODEL_KEYS}
+    if config.get("minimalistic"):   # MobileNet V3 without squeeze-and-excite and hard-swish
+        model["minimalistic"] = True
     model.update({k: source.get("model", {}).get(k) for k in ("input_shape", "classes", "params", "macs")})
+    form = input_form(source, variant)
     return {
         "format": FORMAT,
         "variant": variant["name"],
         "labels": source["labels"],
-        "preprocessing": source["preprocessing"],
+        "preprocessing": form["preprocessing"],   # what to do to a pixel for this file's input
+        "input": form,
         "model": model,
         "train": {"config": config, "val_top1": source.get("val_top1"),
                   "test_top1": source.get("test_top1"), "data": source.get("data")},
@@ -100,7 +169,7 @@ def write_eval_pack(path: Path, split: Split, labels: list, p: Preprocessing, in
 def _variant_entry(v: dict, path: Path, result, clf: Classifier, reference, summary: dict) -> dict:
     data = path.read_bytes()
     return {"name": v["name"], "file": path.name, "size_bytes": len(data), "sha256": files.sha256(data),
-            "input": clf.input, "output": clf.output,
+            "input": clf.input, "output": clf.output, "input_form": input_form(summary["source"], v),
             "top1": result.top1,
             "agreement": agreement(result.predictions, reference.predictions) if reference else None,
             "per_class_top1": result.per_class_top1,
@@ -128,6 +197,7 @@ def run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | Non
     summary = read_summary(quantized)
     source = summary["source"]
     labels = list(source["labels"])
+    check_labels(labels)
     p = Preprocessing.from_dict(source["preprocessing"])
     if dataset is None:
         dataset = load_data(source, data, progress)
@@ -143,14 +213,19 @@ def run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | Non
     for v in summary["variants"]:
         raw = (Path(quantized) / v["file"]).read_bytes()
         path = out / f"{v['name']}.tflite"
-        files.write_bytes(path, embed(raw, metadata_record(summary, v)))
+        card = model_card(summary, v, raw, config)
+        record = json.dumps(metadata_record(summary, v), sort_keys=True).encode("utf-8")
+        tflite = pack(raw, {model_metadata.NAME: model_metadata.build(card), METADATA_NAME: record},
+                      files={card.labels_file: model_metadata.labels_text(labels)}, batch=1)
+        model_metadata.check(tflite, card)
+        files.write_bytes(path, tflite)
         written.append((v, path))
-    files.write_bytes(out / LABELS, ("\n".join(labels) + "\n").encode("utf-8"))
+    files.write_bytes(out / LABELS, model_metadata.labels_text(labels))
     seed = int(source.get("config", {}).get("seed", 0))
-    pack, how = eval_subset(test, config.eval_size, seed)
-    pack_info = {"split": "test", "images": len(pack), "of": len(test), "selection": how,
+    subset, how = eval_subset(test, config.eval_size, seed)
+    pack_info = {"split": "test", "images": len(subset), "of": len(test), "selection": how,
                  "data": {k: v for k, v in dataset.describe().items() if k != "labels"}}
-    write_eval_pack(out / EVAL_PACK, pack, labels, p, pack_info)
+    write_eval_pack(out / EVAL_PACK, subset, labels, p, pack_info)
 
     entries, reference, runtime = [], None, None
     for v, path in written:
@@ -191,6 +266,16 @@ def run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | Non
     return manifest
 
 
+def _in_float32(entry: dict) -> str:
+    """' (2 layers in float32)': int8 under an accuracy budget; ' (19 ops in float32)': int16x8's
+    ops without a 16x8 kernel."""
+    for n, what in ((len(entry.get("float_layers") or []), "layer"),
+                    (len(entry.get("quantization", {}).get("float_ops") or []), "op")):
+        if n:
+            return f" ({n} {what}{'s' if n > 1 else ''} in float32)"
+    return ""
+
+
 def table(manifest: dict) -> str:
     """The README table: variant, size, top-1, change against float32, agreement."""
     rows = ["| variant | size | vs float32 | top-1 | change vs float32 | agreement |",
@@ -199,9 +284,7 @@ def table(manifest: dict) -> str:
         ratio = f"{e['size_vs_float32']:.2f}x" if e.get("size_vs_float32") is not None else "-"
         change = (f"{100 * e['top1_vs_float32']:+.2f} pt" if e.get("top1_vs_float32") is not None else "-")
         agree = f"{100 * e['agreement']:.2f}%" if e.get("agreement") is not None else "-"
-        kept = len(e.get("float_layers") or [])
-        name = f"{e['name']} ({kept} layer{'s' if kept > 1 else ''} in float32)" if kept else e["name"]
-        rows.append(f"| {name} | {e['size_bytes'] / 1024:.1f} KiB | {ratio} | "
+        rows.append(f"| {e['name']}{_in_float32(e)} | {e['size_bytes'] / 1024:.1f} KiB | {ratio} | "
                     f"{100 * e['top1']:.2f}% | {change} | {agree} |")
     ev = manifest["evaluation"]
     rows.append(f"\nTop-1 on the {ev['images']} test images, {ev['runtime']['name']} "

@@ -2,7 +2,7 @@
 
     python -m export classify build/int8.tflite shirt.png
 
-Decoding and resizing use Pillow (``imagedata.folder.decode``, the same code
+Decoding and resizing use Pillow (``imagedata.image.decode``, the same code
 that prepared the training images), so this is host-side; everything after
 the resize is the device code path (``android_bench.device.evaluate``).
 """
@@ -13,13 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from android_bench.device.evaluate import Classifier
-from imagedata.folder import decode
+from android_bench.device.tflite_metadata import MetadataError
+from imagedata.image import decode
 
 
 def classify(model: Path, images: list[Path], top: int = 3) -> list[list[tuple[str, float]]]:
     """For each image, the ``top`` (label, score) pairs, best first."""
     clf = Classifier(str(model), batch_size=1)
-    p, labels = clf.preprocessing, clf.metadata["labels"]
+    p, labels = clf.preprocessing, clf.labels
+    if labels is None:
+        raise MetadataError(f"'{model}' has no labels ({'; '.join(clf.missing)}): export it again")
     x = np.stack([decode(Path(f), p.resolution, p.channels, p.interpolation) for f in images])
     scores = clf.scores(x)
     return [[(labels[k], float(s[k])) for k in np.argsort(-s, kind="stable")[:top]] for s in scores]

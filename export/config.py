@@ -15,6 +15,7 @@ class ExportConfig:
     eval_size: int | None = None      # images in eval_pack.npz; None: the whole test split
     batch_size: int = DEFAULT_BATCH   # images per interpreter call when measuring top-1
     num_threads: int | None = None    # interpreter threads; None: the runtime's default
+    license: str = "Apache-2.0"       # the models' license, in their standard metadata (SPDX id or text)
 
     def __post_init__(self):
         if self.eval_size is not None and (int(self.eval_size) != self.eval_size or self.eval_size < 1):
@@ -24,6 +25,8 @@ class ExportConfig:
             raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"num_threads must be >= 1 (or unset), got {self.num_threads!r}")
+        if not str(self.license).strip():
+            raise ConfigError("license must name the models' license (an SPDX id such as Apache-2.0, or its text)")
 
     def to_dict(self) -> dict:
         return asdict(self)

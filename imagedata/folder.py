@@ -1,88 +1,119 @@
-"""Image folders in the ImageNet layout: ``DIR/<label>/*.jpg|jpeg|png``.
+"""Image folders in the ImageNet layout: ``DIR/<label>/*.jpg``, listed and checked.
 
-    splits, labels, bad = read_tree("flowers/", resolution=96, channels=3)
+    listing = scan(Path("flowers/"))   # labels, and every image with its size and mtime
 
 ``DIR/train`` and ``DIR/val`` (and optionally ``DIR/test``) are used as given
 when present; otherwise ``DIR`` itself holds the class folders and the caller
-makes a seeded split. Images are decoded with Pillow, converted to RGB (or L
-for one channel) and resized to (resolution, resolution).
+makes a seeded split. Images are files with one of ``EXTENSIONS``; names starting
+with a dot (``.DS_Store``, macOS ``._*`` resource forks) are not images.
+Decoding is ``imagedata.image.decode``; caching and splitting ``imagedata.dataset``.
 """
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
-EXTENSIONS = {".jpg", ".jpeg", ".png"}
-RESAMPLE = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC}
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+PARTS = ("train", "val", "test")
 
 
 class ImageFolderError(ValueError):
-    pass
+    """Bad data given by the user (a folder or a file); the message says what to do."""
 
 
-def class_folders(root: Path) -> dict[str, list[Path]]:
-    """{label: sorted image paths} for root/<label>/*; raises naming the path."""
+@dataclass(frozen=True)
+class ImageFile:
+    part: str        # "all", or "train", "val", "test" for a DIR/train layout
+    label: str
+    rel: str         # path relative to the data dir
+    size: int        # bytes
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Listing:
+    root: Path
+    parts: dict      # {part: folder}
+    labels: list     # the training classes, sorted: class index = position
+    files: list      # [ImageFile], by part (as in ``parts``), label, then name
+
+    def path(self, f: ImageFile) -> Path:
+        return self.root / f.rel
+
+
+def _expected(root: Path) -> str:
+    return f"expected {root}/<label>/*.jpg"
+
+
+def _parts(root: Path) -> dict[str, Path]:
+    root = Path(root)
     if not root.is_dir():
-        raise ImageFolderError(f"data dir '{root}' does not exist or is not a folder "
-                               f"(expected {root}/<label>/*.jpg)")
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise ImageFolderError(f"data dir '{root}' has no class folders (expected {root}/<label>/*.jpg)")
+        raise ImageFolderError(f"data dir '{root}' does not exist or is not a folder ({_expected(root)})")
+    if (root / "train").is_dir():
+        parts = {s: root / s for s in PARTS if (root / s).is_dir()}
+        if "val" not in parts and "test" not in parts:
+            raise ImageFolderError(f"data dir '{root}' has a train/ folder but no val/ or test/ "
+                                   f"(add {root}/val/<label>/*.jpg, or flatten to {root}/<label>/)")
+        return parts
+    return {"all": root}
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as e:
+        raise ImageFolderError(f"cannot list '{folder}': {e.strerror or e}") from None
+
+
+def _images(folder: Path) -> list[os.DirEntry]:
+    return [e for e in _entries(folder) if os.path.splitext(e.name)[1].lower() in EXTENSIONS and e.is_file()]
+
+
+def _classes(folder: Path) -> dict[str, list[os.DirEntry]]:
+    """{label: image entries} for folder/<label>/*; every class has at least one image."""
+    names = [e.name for e in _entries(folder) if e.is_dir()]
+    if not names:
+        raise ImageFolderError(f"data dir '{folder}' has no class folders ({_expected(folder)})")
     out = {}
-    for c in classes:
-        files = sorted(p for p in c.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
-        if not files:
-            raise ImageFolderError(f"class folder '{c}' has no images "
-                                   f"(expected *.jpg, *.jpeg or *.png)")
-        out[c.name] = files
+    for name in names:
+        images = _images(folder / name)
+        if not images:
+            raise ImageFolderError(f"class folder '{folder / name}' has no images "
+                                   f"(expected {', '.join('*' + e for e in EXTENSIONS)})")
+        out[name] = images
     return out
 
 
-def decode(path: Path, resolution: int, channels: int, interpolation: str = "bilinear") -> np.ndarray:
-    """One image -> (resolution, resolution, channels) uint8; raises ImageFolderError."""
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB" if channels == 3 else "L")
-            im = im.resize((resolution, resolution), RESAMPLE[interpolation])
-            a = np.asarray(im, np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageFolderError(f"cannot read image '{path}': {e} "
-                               f"(fix or remove it, or pass --skip-bad-images)") from None
-    return a.reshape(resolution, resolution, channels)
-
-
-def read_images(files_by_label: dict[str, list[Path]], labels: list[str], resolution: int,
-                channels: int, interpolation: str, skip_bad: bool) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """Decode every file. Returns (x (N,H,W,C) uint8, y (N,) int64, skipped paths)."""
-    xs, ys, bad = [], [], []
-    for label, files in files_by_label.items():
-        if label not in labels:
-            raise ImageFolderError(f"class folder '{label}' is not among the training classes {labels}")
-        for f in files:
-            try:
-                xs.append(decode(f, resolution, channels, interpolation))
-            except ImageFolderError:
-                if not skip_bad:
-                    raise
-                bad.append(f)
-                continue
-            ys.append(labels.index(label))
-    x = np.stack(xs) if xs else np.zeros((0, resolution, resolution, channels), np.uint8)
-    return x, np.asarray(ys, np.int64), bad
+def scan(root: Path) -> Listing:
+    """Every image under root with its size and mtime; raises naming the path when the tree is wrong:
+    missing, no class folders, an empty class, a single class, or val/test classes training lacks."""
+    root = Path(root)
+    parts = _parts(root)
+    trees = {name: _classes(path) for name, path in parts.items()}
+    main = "train" if "train" in trees else "all"
+    labels = list(trees[main])
+    if len(labels) < 2:
+        raise ImageFolderError(f"data dir '{parts[main]}' has one class folder, '{labels[0]}': a "
+                               f"classifier needs at least 2 ({_expected(parts[main])})")
+    files = []
+    for name, tree in trees.items():
+        prefix = "" if name == "all" else f"{name}/"
+        for label, entries in tree.items():
+            if label not in labels:
+                raise ImageFolderError(f"class folder '{parts[name] / label}' is not among the training "
+                                       f"classes {labels} (add it to {parts[main]}/ or remove it)")
+            for e in entries:
+                try:
+                    st = e.stat()
+                except OSError as err:
+                    raise ImageFolderError(f"cannot read '{e.path}': {err.strerror or err}") from None
+                files.append(ImageFile(name, label, f"{prefix}{label}/{e.name}", st.st_size, st.st_mtime_ns))
+    return Listing(root, parts, labels, files)
 
 
 def layout(root: Path) -> dict[str, Path]:
-    """Which split folders the tree has: {'train': ..., 'val': ..., 'test': ...} or {'all': root}."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ImageFolderError(f"data dir '{root}' does not exist or is not a folder "
-                               f"(expected {root}/<label>/*.jpg)")
-    if (root / "train").is_dir():
-        splits = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
-        if "val" not in splits and "test" not in splits:
-            raise ImageFolderError(f"data dir '{root}' has a train/ folder but no val/ or test/ "
-                                   f"(add {root}/val/<label>/*.jpg, or flatten to {root}/<label>/)")
-        return splits
-    return {"all": root}
+    """Which split folders the tree has ({'train': ..., 'val': ...} or {'all': root}), after the
+    checks of ``scan``: CLIs call it to fail on a bad folder before loading TensorFlow."""
+    return scan(root).parts

@@ -6,11 +6,14 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import click
 
-from quantize.config import IO, ConfigError, Granularity, QuantizeConfig, Variant
+from pipeline import quiet
+from pipeline.quiet import count
+from quantize.config import IO, ConfigError, Granularity, InputColor, QuantizeConfig, Variant
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TF's start-up chatter out of the way
 
@@ -51,16 +54,24 @@ class Stages(click.Group):
     earlier docs run) stays ``python -m quantize convert --model ...``."""
 
     def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
-            args = ["convert", *args]
-        elif not args:
-            args = ["convert"]
-        return super().parse_args(ctx, args)
+        lead = [a for a in args[:1] if a in VERBOSE]     # the group's own option stays in front
+        rest = args[len(lead):]
+        if rest and rest[0] not in self.commands and rest[0] not in ("--help", "-h"):
+            rest = ["convert", *rest]
+        elif not rest:
+            rest = ["convert"]
+        return super().parse_args(ctx, lead + rest)
+
+
+VERBOSE = ("-v", "--verbose")
 
 
 @click.group(cls=Stages)
-def cli():
+@click.option(*VERBOSE, "verbose", is_flag=True,
+              help="keep TensorFlow's and the converter's own log lines (filtered out by default)")
+def cli(verbose):
     """Quantize a trained model (convert, the default command) and look at its per-layer error (debug)."""
+    quiet.install(verbose)
 
 
 @cli.command()
@@ -72,8 +83,11 @@ def cli():
 @click.option("--variants", type=VariantList(), default=",".join(v.value for v in _DEFAULT.variants),
               show_default=True, help="comma-separated subset to build")
 @click.option("--io", type=click.Choice([i.value for i in IO]), default=_DEFAULT.io.value,
-              show_default=True, help="input/output tensor type of the int8 variant "
-                                      "(uint8 for accelerators that want it)")
+              show_default=True, help="input/output tensor type of the int8 variant: uint8 raw pixels for apps "
+                                      "(MediaPipe Tasks), int8 for NPUs and DSPs")
+@click.option("--input-color", type=click.Choice([c.value for c in InputColor]), default=_DEFAULT.input_color.value,
+              show_default=True, help="rgb: every variant takes RGB frames (a grayscale model converts them to "
+                                      "luminance first); as_trained: the channels the model was trained on")
 @click.option("--calibration-size", type=int, default=_DEFAULT.calibration_size, show_default=True,
               help="images of the calibration split (never test) for int8 and int16x8")
 @click.option("--granularity", type=click.Choice([g.value for g in Granularity]),
@@ -86,12 +100,12 @@ def cli():
                    "(chosen greedily from the per-layer error)  [default: no budget]")
 @click.option("--data", default=None,
               help="calibration data location if not the one recorded in model.json")
-def convert(model_path, out, variants, io, calibration_size, granularity, max_drop, data):
+def convert(model_path, out, variants, io, input_color, calibration_size, granularity, max_drop, data):
     """Convert a trained model into float32, float16, dynamic_int8, int8 and int16x8 .tflite files."""
     errors = _user_errors()
     try:
-        config = QuantizeConfig(variants=variants, io=io, calibration_size=calibration_size,
-                                granularity=granularity, max_drop=max_drop)
+        config = QuantizeConfig(variants=variants, io=io, input_color=input_color,
+                                calibration_size=calibration_size, granularity=granularity, max_drop=max_drop)
         from quantize.source import load_source
         load_source(model_path)   # fail on a missing model or model.json before TensorFlow loads
     except errors as e:
@@ -102,7 +116,11 @@ def convert(model_path, out, variants, io, calibration_size, granularity, max_dr
     except errors as e:
         raise click.ClickException(str(e)) from None
     for v in summary["variants"]:
-        kept = f"  ({len(v['float_layers'])} layers in float32)" if v.get("float_layers") else ""
+        kept = f"  ({count(len(v['float_layers']), 'layer')} in float32)" if v.get("float_layers") else ""
+        fallback = v["converter"].get("float_ops")
+        if fallback:
+            ops = ", ".join(f"{n}x {op}" for op, n in Counter(f["op"] for f in fallback).items())
+            kept = f"  ({ops} in float32: no {v['name']} kernel)"
         click.echo(f"{v['name']:>12}  {v['size_bytes'] / 1024:8.1f} KiB  {out / v['file']}{kept}")
     if "accuracy_budget" in summary:
         click.echo(f"accuracy budget: {summary['accuracy_budget']['message']}")
@@ -128,7 +146,7 @@ def debug(quantized, out, images, data):
     rows = [stage.LayerError(**r) for r in record["layers"]]
     click.echo(stage.table(rows[:10], record["float_layers"]))
     if len(rows) > 10:
-        click.echo(f"... {len(rows) - 10} more layers in {out / (stage.REPORT + '.md')}")
+        click.echo(f"... {count(len(rows) - 10, 'more layer')} in {out / (stage.REPORT + '.md')}")
     click.echo(f"wrote {', '.join(stage.REPORT + e for e in ('.json', '.md', '.png'))} in {out}")
 
 

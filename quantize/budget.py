@@ -94,8 +94,8 @@ def search(calibrated: Calibrated, ranking: list[LayerError], images: np.ndarray
     ``plain`` is full int8, the starting point: if no deny-list does better, it
     stays the best found. Returns (best Candidate, met, Search with its steps).
     """
-    from tqdm import tqdm
-    progress = progress or tqdm
+    from pipeline import quiet
+    progress = progress or quiet.progress
     s = Search(calibrated, images, labels, label_names, reference_top1, max_drop)
     by_tensor = {r.tensor: r for r in ranking}
     deny: list = []
@@ -129,8 +129,7 @@ def search(calibrated: Calibrated, ranking: list[LayerError], images: np.ndarray
 def host_latency(model: bytes, preprocessing, image: np.ndarray) -> dict:
     """Batch-1 ``invoke()`` latency on this host, the benchmark contract's statistics (ms)."""
     clf = Classifier(model, preprocessing=preprocessing, batch_size=1)
-    clf.interpreter.set_tensor(clf._input, preprocessing.quantize_input(
-        image[:1], clf.input["dtype"], clf.input["scale"], clf.input["zero_point"]))
+    clf.interpreter.set_tensor(clf._input, clf.as_input(image[:1]))
     t = time_invoke(clf.interpreter.invoke, LATENCY_PROTOCOL)
     return {"median_ms": t["median_ms"], "p90_ms": t["p90_ms"], "runs": t["runs"],
             "runtime": clf.runtime["name"], "runtime_version": clf.runtime["version"]}
@@ -142,12 +141,15 @@ def _layer(r: LayerError) -> dict:
 
 
 def apply(calibrated_factory, plain_int8: bytes, float32: bytes, val, label_names: list,
-          preprocessing, max_drop: float, keras_layers: dict, progress=None) -> tuple[bytes, dict]:
+          preprocessing, max_drop: float, keras_layers: dict, progress=None,
+          output_layer: str | None = None, reference_preprocessing=None) -> tuple[bytes, dict]:
     """The int8 model to ship under ``max_drop`` and the record quantize.json keeps.
 
     ``calibrated_factory()`` builds the ``Calibrated`` recipe; it is only called
     (a second calibration pass) when plain int8 is over budget. ``val`` is the
-    validation Split.
+    validation Split. ``preprocessing`` is what the int8 models take,
+    ``reference_preprocessing`` what float32 takes (default: the same): they
+    differ when int8 normalizes inside (``quantize.app_input``).
     """
     from train.fit import machine
 
@@ -155,7 +157,7 @@ def apply(calibrated_factory, plain_int8: bytes, float32: bytes, val, label_name
         raise BudgetError("the validation split is empty: --max-drop measures top-1 on it (never on "
                           "test). Use data with more images, or leave --max-drop out")
     t0 = time.perf_counter()
-    ref = validation_top1(float32, preprocessing, val.x, val.y, label_names)
+    ref = validation_top1(float32, reference_preprocessing or preprocessing, val.x, val.y, label_names)
     plain_top1 = validation_top1(plain_int8, preprocessing, val.x, val.y, label_names)
     record = {"max_drop_pts": max_drop, "split": "val", "images": int(len(val)),
               "float32_top1": ref, "int8_top1": plain_top1, "int8_drop_pts": drop_pts(ref, plain_top1)}
@@ -167,7 +169,7 @@ def apply(calibrated_factory, plain_int8: bytes, float32: bytes, val, label_name
                       seconds=time.perf_counter() - t0)
         return plain_int8, record
     calibrated = calibrated_factory()
-    ranking = calibrated.layer_errors(keras_layers=keras_layers, progress=progress)
+    ranking = calibrated.layer_errors(keras_layers=keras_layers, progress=progress, output_layer=output_layer)
     plain = Candidate([], plain_int8, plain_top1, drop_pts(ref, plain_top1))
     best, met, s = search(calibrated, ranking, val.x, val.y, label_names, ref, max_drop, plain, progress)
     by_tensor = {r.tensor: r for r in ranking}

@@ -25,9 +25,15 @@ class Variant(str, Enum):
 
 class IO(str, Enum):
     """Input/output tensor type of the ``int8`` variant (the others keep float32)."""
-    INT8 = "int8"         # TFLite's default for full-integer models
-    UINT8 = "uint8"       # for accelerators (older Edge TPU and NNAPI drivers) that want uint8
+    UINT8 = "uint8"       # for apps: raw 0-255 pixels in (MediaPipe Tasks, TFLite's hosted quantized MobileNets)
+    INT8 = "int8"         # for NPUs, DSPs and Edge TPU compilers that want int8 at both ends
     FLOAT32 = "float32"   # quantize/dequantize inside the model; the caller passes floats
+
+
+class InputColor(str, Enum):
+    """What the exported input takes (``quantize.app_input``)."""
+    RGB = "rgb"                # 3 channels, what a camera gives; a grayscale model converts to luminance inside
+    AS_TRAINED = "as_trained"  # the channels the model was trained on (1 for Fashion-MNIST)
 
 
 class Granularity(str, Enum):
@@ -56,7 +62,8 @@ class QuantizeConfig:
     differ by orders of magnitude and per-tensor weights lose a lot of accuracy
     there -- use per_channel for them, and read the manifest's top-1."""
     variants: tuple = tuple(Variant)
-    io: IO = IO.INT8
+    io: IO = IO.UINT8
+    input_color: InputColor = InputColor.RGB
     calibration_size: int = DEFAULT_CALIBRATION   # images from the calibration split, never test
     granularity: Granularity = Granularity.PER_TENSOR
     max_drop: float | None = None   # top-1 points int8 may lose on val; None: no budget (quantize.budget)
@@ -66,6 +73,7 @@ class QuantizeConfig:
         try:
             variants = tuple(Variant(v) for v in self.variants)
             set_("io", IO(self.io))
+            set_("input_color", InputColor(self.input_color))
             set_("granularity", Granularity(self.granularity))
         except ValueError as e:
             raise ConfigError(str(e)) from None
@@ -94,11 +102,14 @@ class QuantizeConfig:
 
     def to_dict(self) -> dict:
         return {"variants": [v.value for v in self.variants], "io": self.io.value,
-                "calibration_size": self.calibration_size, "granularity": self.granularity.value,
+                "input_color": self.input_color.value, "calibration_size": self.calibration_size,
+                "granularity": self.granularity.value,
                 # Only when set: recipes without a budget read as they did before it existed.
                 **({"max_drop": self.max_drop} if self.max_drop is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "QuantizeConfig":
+        # A recipe written before input_color existed built the model's own channels.
+        d = {"input_color": InputColor.AS_TRAINED.value, **d}
         return cls(**{k: (tuple(v) if k == "variants" else v) for k, v in d.items()
                       if k in cls.__dataclass_fields__})

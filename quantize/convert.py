@@ -25,6 +25,15 @@ Which variant when:
 * ``int16x8`` keeps int8 weights but int16 activations: close to float accuracy
   when int8 activations lose too much, but TFLite runs it on reference kernels,
   tens of times slower than int8 on a CPU (70x for the default model here).
+  Ops with no 16x8 kernel (MobileNet V3's HARD_SWISH, in TensorFlow 2.21) stay
+  float32 between a DEQUANTIZE and a QUANTIZE, TFLite's documented fallback for
+  16x8; quantize.json lists them as the variant's ``float_ops``. full int8 has
+  no such fallback: an op without an int8 kernel is an error.
+
+Every variant takes what an app feeds (``quantize.app_input``): RGB, with the
+luminance conversion as the first op of a grayscale model; ``int8`` takes raw
+0-255 pixels (uint8 by default) and normalizes inside. Each variant's entry in
+quantize.json says what its input is (``input``).
 """
 from __future__ import annotations
 
@@ -33,11 +42,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from imagedata.dataset import Dataset
-from imagedata.preprocess import Preprocessing
-from quantize import files, graph
+from pipeline import quiet
+from quantize import app_input, files, graph
+from quantize.app_input import InputForm
 from quantize.config import IO, Granularity, QuantizeConfig, Variant
 from quantize.source import Source, load_data, load_keras, load_source
 
@@ -73,12 +82,12 @@ def calibration_images(dataset: Dataset, source: Source, size: int) -> np.ndarra
     return split.x[:size]
 
 
-def _representative_dataset(images: np.ndarray, p: Preprocessing, progress):
-    """Yields one normalized image at a time, the way the calibrator feeds the model."""
+def _representative_dataset(images: np.ndarray, form: InputForm, progress):
+    """Yields one image at a time as the converted model takes it, the way the calibrator feeds it."""
     def generate():
         with progress(total=len(images), desc="calibrating", unit="img", leave=False) as bar:
             for i in range(len(images)):
-                yield [p.normalize(images[i:i + 1])]
+                yield [form.feed(images[i:i + 1])]
                 bar.update(1)
     return generate
 
@@ -100,14 +109,15 @@ def _settings(variant: Variant, config: QuantizeConfig, n_calibration: int) -> d
         s["supported_ops"] = ["TFLITE_BUILTINS_INT8"]
         s["inference_input_type"] = s["inference_output_type"] = config.io.value
     elif variant is Variant.INT16X8:
-        s["supported_ops"] = ["EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"]
+        # TFLITE_BUILTINS: an op without a 16x8 kernel stays float32 (recorded as float_ops).
+        s["supported_ops"] = ["EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8", "TFLITE_BUILTINS"]
     if variant.calibrated:
         s["calibration"] = {"split": "calibration", "images": n_calibration}
     return s
 
 
 def _converter(saved_model: Path, variant: Variant, config: QuantizeConfig, calibration,
-               preprocessing: Preprocessing, progress):
+               form: InputForm | None, progress):
     import tensorflow as tf
     c = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     if variant is Variant.FLOAT32:
@@ -122,16 +132,17 @@ def _converter(saved_model: Path, variant: Variant, config: QuantizeConfig, cali
                                   f"use --granularity per_channel")
         c._experimental_disable_per_channel = True
     if variant.calibrated:
-        if calibration is None or preprocessing is None:
-            raise CalibrationError(f"{variant.value} needs calibration images and their preprocessing")
-        c.representative_dataset = _representative_dataset(calibration, preprocessing, progress or tqdm)
+        if calibration is None or form is None:
+            raise CalibrationError(f"{variant.value} needs calibration images and their input form")
+        c.representative_dataset = _representative_dataset(calibration, form, progress or quiet.progress)
     if variant is Variant.INT8:
         c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         io = {IO.INT8: tf.int8, IO.UINT8: tf.uint8, IO.FLOAT32: tf.float32}[config.io]
         c.inference_input_type = c.inference_output_type = io
     elif variant is Variant.INT16X8:
         c.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS]
     return c
 
 
@@ -151,8 +162,13 @@ def _error_lines(e: Exception, n: int = 4) -> str:
     return " | ".join(gist[:n]).rstrip(".") or type(e).__name__
 
 
+def float_fallback(model: bytes) -> list[dict]:
+    """The ops of an int16x8 model that have no 16x8 kernel and compute in float32."""
+    return [{"op": op.name, "tensor": op.tensor} for op in graph.float_ops(model)]
+
+
 def _check_integer(model: bytes, variant: Variant, config: QuantizeConfig, float_layers=()) -> None:
-    """Raise unless every op of an int8/int16x8 model is integer, with the requested I/O types.
+    """Raise unless every op of an int8 model is integer, with the requested I/O types.
 
     ``float_layers``: output tensor names of the ops an accuracy budget kept in
     float32 on purpose; those, and only those, may compute in float.
@@ -174,23 +190,43 @@ def _check_integer(model: bytes, variant: Variant, config: QuantizeConfig, float
                                   f"produced {inputs} -> {outputs}")
 
 
-def convert(saved_model: Path, variant: Variant, config: QuantizeConfig,
-            calibration: np.ndarray | None = None, preprocessing: Preprocessing | None = None,
-            progress=None) -> bytes:
-    """One variant's .tflite bytes from a SavedModel; raises ConversionError, saying what to do.
+def quantize_calibrated(calibrated: bytes, config: QuantizeConfig, denylist=()) -> bytes:
+    """The converter's own last step for full int8 (``mlir_quantize``) on a calibrated model, with
+    the recipe's I/O type and weight granularity; ``denylist``: output tensors of ops kept in float32."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tf_convert
+    io = {IO.INT8: tf.int8, IO.UINT8: tf.uint8, IO.FLOAT32: tf.float32}[config.io]
+    model = tf_convert.mlir_quantize(calibrated, disable_per_channel=config.granularity is Granularity.PER_TENSOR,
+                                     input_data_type=io, output_data_type=io,
+                                     denylisted_nodes=list(denylist) or None)
+    return tf_convert.deduplicate_readonly_buffers(model)
 
-    ``calibration`` (N, H, W, C) uint8 and ``preprocessing`` are needed by int8 and int16x8.
+
+def convert(saved_model: Path, variant: Variant, config: QuantizeConfig,
+            calibration: np.ndarray | None = None, form: InputForm | None = None,
+            progress=None) -> bytes:
+    """One variant's .tflite bytes from a SavedModel of ``app_input.wrap(model, form)``; raises
+    ConversionError, saying what to do.
+
+    ``calibration`` (N, H, W, C) uint8, as the trained model takes it, is needed by int8 and int16x8.
+    Full int8 is calibrated, then quantized in a second step (what ``converter.convert()`` does
+    inside), so that a pixel input's range can be pinned to [0, 255] in between.
     """
-    converter = _converter(saved_model, variant, config, calibration, preprocessing, progress)
+    converter = _converter(saved_model, variant, config, calibration, form, progress)
+    pinned = variant is Variant.INT8 and form is not None and form.pixels
     try:
-        model = converter.convert()
+        if pinned:
+            converter._experimental_calibrate_only = True
+            model = quantize_calibrated(app_input.pin_pixel_range(converter.convert()), config)
+        else:
+            model = converter.convert()
     except Exception as e:  # the converter raises ConverterError, ValueError, RuntimeError...
         fix = ("replace that layer with TFLite builtin ops (every variant needs them)"
                if variant is Variant.FLOAT32 else
                f"replace that layer, or leave {variant.value} out of --variants")
         raise ConversionError(f"converting to {variant.value} failed: {_error_lines(e)}. The model "
                               f"has an op or shape TFLite cannot handle as {variant.value}: {fix}") from None
-    if variant.calibrated:
+    if variant is Variant.INT8:
         _check_integer(model, variant, config)
     return model
 
@@ -202,17 +238,34 @@ def _export_saved_model(model, directory: Path) -> None:
         raise ConversionError(f"exporting the Keras model to a SavedModel failed: {e}") from None
 
 
-def _within_budget(int8: bytes, built: dict, saved_model: Path, model, config: QuantizeConfig,
+class SavedModels:
+    """One SavedModel per input form (``app_input``), exported the first time it is asked for."""
+
+    def __init__(self, model, folder: Path):
+        self.model, self.folder, self.paths = model, Path(folder), {}
+
+    def __call__(self, form: InputForm) -> Path:
+        if form.key not in self.paths:
+            path = self.folder / f"saved_model_{form.channels}ch{'_pixels' if form.pixels else ''}"
+            _export_saved_model(app_input.wrap(self.model, form), path)
+            self.paths[form.key] = path
+        return self.paths[form.key]
+
+
+def _within_budget(int8: bytes, built: dict, saved: SavedModels, config: QuantizeConfig,
                    calibration: np.ndarray, source: Source, dataset: Dataset, progress) -> tuple[bytes, dict]:
     """``int8``, or the selective model ``quantize.budget`` picks, and the budget's record."""
     from quantize import budget
-    from quantize.debug import Calibrated, keras_parameter_counts
+    from quantize.debug import Calibrated, keras_parameter_counts, output_layer
 
-    float32 = built.get(Variant.FLOAT32) or convert(saved_model, Variant.FLOAT32, config)
+    int8_form = app_input.form(Variant.INT8, config, source.preprocessing)
+    float_form = app_input.form(Variant.FLOAT32, config, source.preprocessing)
+    float32 = built.get(Variant.FLOAT32) or convert(saved(float_form), Variant.FLOAT32, config)
     chosen, record = budget.apply(
-        lambda: Calibrated(saved_model, config, calibration, source.preprocessing, progress),
-        int8, float32, dataset.val, list(dataset.labels), source.preprocessing, config.max_drop,
-        keras_parameter_counts(model), progress)
+        lambda: Calibrated(saved(int8_form), config, calibration, int8_form, progress),
+        int8, float32, dataset.val, list(dataset.labels), int8_form.preprocessing, config.max_drop,
+        keras_parameter_counts(app_input.wrap(saved.model, int8_form)), progress, output_layer(saved.model),
+        reference_preprocessing=float_form.preprocessing)
     if record["float_layers"]:
         _check_integer(chosen, Variant.INT8, config, [f["tensor"] for f in record["float_layers"]])
     return chosen, record
@@ -231,7 +284,7 @@ def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | 
 
     from train.fit import machine, versions
 
-    progress = progress or tqdm
+    progress = progress or quiet.progress
     out = Path(out)
     source = load_source(model_path)
     model = load_keras(source)
@@ -253,16 +306,16 @@ def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | 
                           "test). Use data with more images, or leave --max-drop out")
     entries, budget, built = [], None, {}
     with tempfile.TemporaryDirectory(prefix="quantize-") as tmp:
-        saved_model = Path(tmp) / "saved_model"
-        _export_saved_model(model, saved_model)
+        saved = SavedModels(model, Path(tmp))
         with progress(total=len(config.variants), desc="converting", unit="variant") as bar:
             for variant in config.variants:
                 t0 = time.perf_counter()
-                tflite = convert(saved_model, variant, config, calibration, source.preprocessing, progress)
+                form = app_input.form(variant, config, source.preprocessing)
+                tflite = convert(saved(form), variant, config, calibration, form, progress)
                 built[variant] = tflite
                 extra = {}
                 if variant is Variant.INT8 and config.max_drop is not None:
-                    tflite, budget = _within_budget(tflite, built, saved_model, model, config, calibration,
+                    tflite, budget = _within_budget(tflite, built, saved, config, calibration,
                                                     source, dataset, progress)
                     extra = {"float_layers": budget["float_layers"]}
                 path = out / f"{variant.value}.tflite"
@@ -270,8 +323,10 @@ def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | 
                 settings = _settings(variant, config, n_calibration)
                 if extra.get("float_layers"):
                     settings["float_layers"] = [f["tensor"] for f in extra["float_layers"]]
+                if variant is Variant.INT16X8 and float_fallback(tflite):
+                    settings["float_ops"] = float_fallback(tflite)
                 entries.append({"name": variant.value, "file": path.name, "size_bytes": len(tflite),
-                                "sha256": files.sha256(tflite), "converter": settings,
+                                "sha256": files.sha256(tflite), "converter": settings, "input": form.to_dict(),
                                 "seconds": time.perf_counter() - t0, **extra})
                 bar.update(1)
     summary = {

@@ -65,7 +65,7 @@ class LayerError:
         return asdict(self)
 
 
-def layer_name(tensor: str, keras_layers: dict | None = None) -> str:
+def layer_name(tensor: str, keras_layers: dict | None = None, output_layer: str | None = None) -> str:
     """The Keras layer behind a TFLite tensor name.
 
     Fused names list every layer folded into the op, e.g.
@@ -73,6 +73,8 @@ def layer_name(tensor: str, keras_layers: dict | None = None) -> str:
     the exported graph adds ``_1`` to each Keras name. With ``keras_layers``
     ({name: parameter count}) the layer with the most parameters wins (the
     convolution, not its batch norm or activation); without, the first.
+    The model's output tensor is named after the signature (``StatefulPartitionedCall_1:0``,
+    the softmax's): it is the ``output_layer``'s, the Keras layer that makes the model's output.
     """
     found = []
     for part in tensor.split(";"):
@@ -88,7 +90,7 @@ def layer_name(tensor: str, keras_layers: dict | None = None) -> str:
         if name and name not in found:
             found.append(name)
     if not found:
-        return tensor
+        return output_layer if output_layer and "/" not in tensor else tensor
     if keras_layers:
         return max(found, key=lambda n: keras_layers.get(n, 0))   # first of equals: max is stable
     return found[0]
@@ -139,13 +141,15 @@ class Calibrated:
     """
 
     def __init__(self, saved_model: Path, config: QuantizeConfig, calibration: np.ndarray,
-                 preprocessing, progress=None):
+                 form, progress=None):
         import tensorflow as tf
 
+        from quantize import app_input
         from quantize.convert import _converter
-        converter = _converter(saved_model, Variant.INT8, config, calibration, preprocessing, progress)
+        converter = _converter(saved_model, Variant.INT8, config, calibration, form, progress)
         self.config = config
-        self.preprocessing = preprocessing
+        self.form = form                               # quantize.app_input.InputForm of saved_model
+        self.preprocessing = form.preprocessing        # what a consumer feeds the int8 model
         self.calibration = calibration
         # The debugger calibrates through the same converter (same representative dataset and
         # per-tensor switch) and keeps the calibrated, not yet quantized, model.
@@ -154,24 +158,21 @@ class Calibrated:
             self.debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=converter, debug_dataset=lambda: iter(()),
                 debug_options=tf.lite.experimental.QuantizationDebugOptions())
+        if form.pixels:   # as quantize.convert does: the pixel input's range is [0, 255]
+            self.debugger.calibrated_model = app_input.pin_pixel_range(self.debugger.calibrated_model)
 
     def quantize(self, denylist=()) -> bytes:
         """The int8 model with the ops producing the ``denylist`` tensors kept in float32,
         and the I/O types of the recipe: the converter's own final step (``mlir_quantize``)."""
-        import tensorflow as tf
-        from tensorflow.lite.python import convert as tf_convert
-        io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[self.config.io.value]
-        return tf_convert.mlir_quantize(
-            self.debugger.calibrated_model,
-            disable_per_channel=self.config.granularity.value == "per_tensor",
-            input_data_type=io, output_data_type=io,
-            denylisted_nodes=list(denylist) or None)
+        from quantize.convert import quantize_calibrated
+        return quantize_calibrated(self.debugger.calibrated_model, self.config, denylist)
 
     def layer_errors(self, images: np.ndarray | None = None, keras_layers: dict | None = None,
-                     batch_size: int = 32, progress=None) -> list[LayerError]:
-        """Per-layer error over ``images`` (default: the calibration images), worst first."""
-        from tqdm import tqdm
-        progress = progress or tqdm
+                     batch_size: int = 32, progress=None, output_layer: str | None = None) -> list[LayerError]:
+        """Per-layer error over ``images`` (default: the calibration images), worst first;
+        ``keras_layers`` and ``output_layer``: see layer_name()."""
+        from pipeline import quiet
+        progress = progress or quiet.progress
         images = self.calibration if images is None else images
         debug_model = self.debugger.get_debug_quantized_model()
         verify = _verify_ops(debug_model)
@@ -187,7 +188,7 @@ class Calibrated:
         allocated = None
         with progress(total=len(images), desc="per-layer error", unit="img", leave=False) as bar:
             for start in range(0, len(images), batch_size):
-                batch = self.preprocessing.normalize(images[start:start + batch_size])
+                batch = self.form.feed(images[start:start + batch_size])
                 if allocated != len(batch):
                     it.resize_tensor_input(inp["index"], batch.shape)
                     it.allocate_tensors()
@@ -211,7 +212,7 @@ class Calibrated:
             rmse = math.sqrt(sq[k] / n)
             tensor = _plain_name(details[q]["name"], names)
             rows.append(LayerError(
-                layer=layer_name(tensor, keras_layers), op=op, tensor=tensor,
+                layer=layer_name(tensor, keras_layers, output_layer), op=op, tensor=tensor,
                 rmse_over_scale=rmse / scale if scale else float("inf"), rmse=rmse,
                 max_abs_error=float(peak[k]), mean_error=float(total[k] / n), scale=scale,
                 zero_point=zero_point, elements=int(count[k] // max(len(images), 1))))
@@ -224,6 +225,11 @@ def sort_worst_first(rows: list[LayerError]) -> list[LayerError]:
 
 def keras_parameter_counts(model) -> dict:
     return {layer.name: int(layer.count_params()) for layer in model.layers}
+
+
+def output_layer(model) -> str:
+    """The Keras layer that makes the model's (single) output: ``predictions`` in MobileNet."""
+    return model.outputs[0]._keras_history.operation.name
 
 
 # ----------------------------------------------------------------------------- the report
@@ -302,12 +308,12 @@ def run(quantized: Path, out: Path, images: int | None = None, dataset=None, dat
     import json
     import tempfile
 
-    from tqdm import tqdm
-
+    from pipeline import quiet
+    from quantize import app_input
     from quantize.convert import SUMMARY, _export_saved_model, calibration_images
     from quantize.source import load_keras, load_source
 
-    progress = progress or tqdm
+    progress = progress or quiet.progress
     quantized = Path(quantized)
     summary_path = quantized / SUMMARY
     if not summary_path.is_file():
@@ -337,16 +343,19 @@ def run(quantized: Path, out: Path, images: int | None = None, dataset=None, dat
                          "data?): quantize again so the error is measured on the same int8 model")
     import tensorflow as tf
     t0 = time.perf_counter()
+    form = app_input.form(Variant.INT8, config, source.preprocessing)
+    wrapped = app_input.wrap(model, form)   # the graph quantize converted, luminance and normalization included
     with tempfile.TemporaryDirectory(prefix="quant-debug-") as tmp:
-        _export_saved_model(model, Path(tmp) / "saved_model")
-        calibrated = Calibrated(Path(tmp) / "saved_model", config, calibration, source.preprocessing,
-                                progress)
+        _export_saved_model(wrapped, Path(tmp) / "saved_model")
+        calibrated = Calibrated(Path(tmp) / "saved_model", config, calibration, form, progress)
         subset = calibration if images is None else calibration[:images]
-        rows = calibrated.layer_errors(subset, keras_parameter_counts(model), progress=progress)
+        rows = calibrated.layer_errors(subset, keras_parameter_counts(wrapped), progress=progress,
+                                       output_layer=output_layer(model))
     float_layers = [f["tensor"] for f in int8.get("float_layers", [])]
     info = {"images": int(len(subset)), "split": "calibration",
             "int8": {"file": str(quantized / int8["file"]), "sha256": int8["sha256"],
                      "recipe": config.to_dict(), "float_layers": int8.get("float_layers", [])},
+            "input": form.to_dict(),
             "source": {"file": str(source.model_path), "sha256": source.sha256},
             "tensorflow": tf.__version__, "seconds": time.perf_counter() - t0,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

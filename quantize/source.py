@@ -114,7 +114,10 @@ def load_data(record: dict, data: str | None = None, progress=None) -> Dataset:
     """
     location = _data_location(record, data)
     p = Preprocessing.from_dict(record["preprocessing"])
-    ds = load_dataset(location, p, seed=int(record["config"].get("seed", 0)), progress=progress)
+    # Images training skipped (--skip-bad-images) are skipped here too: the same splits.
+    skip = bool(record.get("data", {}).get("skipped_images"))
+    ds = load_dataset(location, p, seed=int(record["config"].get("seed", 0)), skip_bad_images=skip,
+                      progress=progress)
     if list(ds.labels) != list(record["labels"]):
         raise SourceError(f"data '{location}' has classes {ds.labels}, the model was trained on "
                           f"{record['labels']}: pass --data with the same class folders")

@@ -63,12 +63,15 @@ def _os_error(e: OSError) -> str:
 
 @click.group()
 def cli():
-    """Train and profile Keras MobileNets (V1 and V2)."""
+    """Train and profile Keras MobileNets (V1, V2, V3 Small and Large)."""
 
 
 def _model_options(f):
     f = click.option("--arch", type=click.Choice([a.value for a in Arch]), default=_DEFAULT.arch.value,
-                     show_default=True, help="v1: depthwise separable; v2: inverted residuals")(f)
+                     show_default=True, help="v1: depthwise separable; v2: inverted residuals; v3-small, "
+                                             "v3-large: plus squeeze-and-excite and hard-swish")(f)
+    f = click.option("--minimalistic", is_flag=True,
+                     help="V3 without squeeze-and-excite, hard-swish and 5x5 kernels (for DSPs and NPUs)")(f)
     f = click.option("--alpha", type=float, default=_DEFAULT.alpha, show_default=True,
                      help="width multiplier")(f)
     f = click.option("--resolution", type=int, default=_DEFAULT.resolution, show_default=True,
@@ -108,12 +111,12 @@ def _model_options(f):
 @click.option("--resume", is_flag=True, help="continue an interrupted run from OUT/train/last.keras")
 @click.option("--skip-bad-images", is_flag=True, help="skip unreadable images instead of failing")
 @click.option("-v", "--verbose", count=True, help="show TensorFlow's own log lines")
-def fit(arch, alpha, resolution, output_stride, epochs, batch_size, learning_rate, dropout, bn_momentum,
+def fit(arch, minimalistic, alpha, resolution, output_stride, epochs, batch_size, learning_rate, dropout, bn_momentum,
         weights, data, channels, no_augment, translate, strategy, seed, out, resume, skip_bad_images, verbose):
     """Train from scratch (default) and write OUT/model.keras and OUT/model.json."""
     errors = _user_errors()
     try:
-        config = TrainConfig(arch=arch, alpha=alpha, resolution=resolution,
+        config = TrainConfig(arch=arch, minimalistic=minimalistic, alpha=alpha, resolution=resolution,
                              output_stride=int(output_stride) if output_stride else None,
                              channels=int(channels) if channels else None, dropout=dropout,
                              bn_momentum=bn_momentum, epochs=epochs, batch_size=batch_size,
@@ -157,7 +160,7 @@ def fit(arch, alpha, resolution, output_stride, epochs, batch_size, learning_rat
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="profile a saved .keras model instead")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def profile(arch, alpha, resolution, output_stride, classes, channels, model_path, as_json):
+def profile(arch, minimalistic, alpha, resolution, output_stride, classes, channels, model_path, as_json):
     """Per-layer parameters and multiply-adds, built without weights."""
     quiet_tensorflow(0)
     from train.profile import format_table, profile_model
@@ -171,7 +174,8 @@ def profile(arch, alpha, resolution, output_stride, classes, channels, model_pat
         if classes < 1:
             raise click.ClickException(f"--classes must be >= 1, got {classes}")
         try:
-            config = TrainConfig(arch=arch, alpha=alpha, resolution=resolution, channels=int(channels),
+            config = TrainConfig(arch=arch, minimalistic=minimalistic, alpha=alpha, resolution=resolution,
+                                 channels=int(channels),
                                  output_stride=int(output_stride) if output_stride else None, dropout=0.0)
         except ConfigError as e:
             raise click.ClickException(str(e)) from None

@@ -15,8 +15,18 @@ OUTPUT_STRIDES = (32, 16, 8, 4)
 
 
 class Arch(str, Enum):
-    V1 = "v1"   # depthwise separable convolutions
-    V2 = "v2"   # inverted residuals with linear bottlenecks
+    V1 = "v1"               # depthwise separable convolutions
+    V2 = "v2"               # inverted residuals with linear bottlenecks
+    V3_SMALL = "v3-small"   # V2's blocks searched for phones, with squeeze-and-excite and hard-swish
+    V3_LARGE = "v3-large"
+
+    @property
+    def v3(self) -> bool:
+        return self in (Arch.V3_SMALL, Arch.V3_LARGE)
+
+
+# keras.applications publishes V3 ImageNet weights for these widths only.
+V3_IMAGENET_ALPHAS = {False: (0.75, 1.0), True: (1.0,)}   # by minimalistic
 
 
 class Weights(str, Enum):
@@ -56,6 +66,7 @@ class TrainConfig:
     2017); warm-up and decay stay in epochs. With one device nothing scales."""
     arch: Arch = Arch.V1
     alpha: float = 0.5
+    minimalistic: bool = False           # V3 only: 3x3 kernels, ReLU, no squeeze-and-excite
     resolution: int = 32
     output_stride: int | None = None     # None: auto_output_stride(resolution)
     channels: int | None = None          # None: 1 for fashion_mnist, else 3
@@ -87,6 +98,12 @@ class TrainConfig:
                               f"got {self.weights!r}")
         if not 0 < self.alpha <= 4:
             raise ConfigError(f"alpha must be in (0, 4], got {self.alpha!r}")
+        if not isinstance(self.minimalistic, bool):
+            raise ConfigError(f"minimalistic must be true or false, got {self.minimalistic!r}")
+        if self.minimalistic and not self.arch.v3:
+            raise ConfigError(f"minimalistic (no squeeze-and-excite, no hard-swish, no 5x5 kernels) is a "
+                              f"MobileNet V3 variant: use it with arch v3-small or v3-large, got arch "
+                              f"{self.arch.value!r}")
         if int(self.resolution) != self.resolution or not 16 <= self.resolution <= 1024:
             raise ConfigError(f"resolution must be an integer in [16, 1024], got {self.resolution!r}")
         if self.output_stride is None:
@@ -102,6 +119,11 @@ class TrainConfig:
             raise ConfigError("--weights imagenet needs 3 input channels, got channels=1")
         if not 0 <= self.bn_momentum < 1:
             raise ConfigError(f"bn_momentum must be in [0, 1), got {self.bn_momentum!r}")
+        published = V3_IMAGENET_ALPHAS[self.minimalistic]
+        if self.weights == Weights.IMAGENET.value and self.arch.v3 and self.alpha not in published:
+            kind = "minimalistic " if self.minimalistic else ""
+            raise ConfigError(f"keras.applications has {kind}MobileNet V3 ImageNet weights for alpha "
+                              f"{' and '.join(map(str, published))} only, got alpha={self.alpha!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.epochs < 1 or self.batch_size < 1:
@@ -115,6 +137,9 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["arch"], d["strategy"] = self.arch.value, self.strategy.value
+        if not self.minimalistic:
+            # Only when set: V1/V2 records, resume checks and sweep ids read as before V3 existed.
+            del d["minimalistic"]
         return d
 
     @classmethod

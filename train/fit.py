@@ -70,10 +70,13 @@ def preprocessing_for(config: TrainConfig) -> Preprocessing:
 def build_model(config: TrainConfig, classes: int):
     """The architecture alone, freshly initialized; ``train.weights`` loads starting weights."""
     from train.mobilenet import mobilenet_v1, mobilenet_v2
-    builder = mobilenet_v1 if config.arch is Arch.V1 else mobilenet_v2
+    from train.mobilenet_v3 import mobilenet_v3_large, mobilenet_v3_small
+    builder = {Arch.V1: mobilenet_v1, Arch.V2: mobilenet_v2,
+               Arch.V3_SMALL: mobilenet_v3_small, Arch.V3_LARGE: mobilenet_v3_large}[config.arch]
+    v3 = {"minimalistic": config.minimalistic} if config.arch.v3 else {}
     model = builder((config.resolution, config.resolution, config.channels), classes,
                     alpha=config.alpha, dropout=config.dropout, bn_momentum=config.bn_momentum,
-                    output_stride=config.output_stride)
+                    output_stride=config.output_stride, **v3)
     return model
 
 

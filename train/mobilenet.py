@@ -1,4 +1,4 @@
-"""MobileNet V1 and V2 builders with keras.applications' layer names.
+"""MobileNet V1 and V2 builders with keras.applications' layer names (V3: ``train.mobilenet_v3``).
 
     python -m train profile --arch v2 --alpha 1.0 --resolution 224 --classes 1000
 
@@ -54,6 +54,14 @@ def _strides(n_reductions: int, output_stride: int) -> list[int]:
     return [2 if i < n_reductions - skipped else 1 for i in range(n_reductions)]
 
 
+def correct_pad(size, kernel: int) -> tuple:
+    """keras.applications' padding before a stride-2 'valid' convolution: kernel // 2 on
+    each side, one pixel less on the top/left of an even (or unknown) size."""
+    adjust = [1 - (d % 2) if d is not None else 1 for d in size]
+    half = kernel // 2
+    return ((half - adjust[0], half), (half - adjust[1], half))
+
+
 def _bn(x, name, momentum):
     return layers.BatchNormalization(epsilon=1e-3, momentum=momentum, name=name)(x)
 
@@ -100,9 +108,7 @@ def _inverted_res_block(x, expansion, filters, alpha, stride, block_id, bn_momen
     else:
         prefix = "expanded_conv_"
     if stride == 2:
-        # keras.applications' correct_pad: one pixel less on the top/left for even sizes.
-        adjust = [1 - (d % 2) for d in x.shape[1:3]]
-        x = layers.ZeroPadding2D(((1 - adjust[0], 1), (1 - adjust[1], 1)), name=prefix + "pad")(x)
+        x = layers.ZeroPadding2D(correct_pad(x.shape[1:3], 3), name=prefix + "pad")(x)
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same" if stride == 1 else "valid",
                                use_bias=False, name=prefix + "depthwise")(x)
     x = _bn(x, prefix + "depthwise_BN", bn_momentum)

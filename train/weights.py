@@ -92,10 +92,16 @@ def _from_weights_h5(model, path: Path) -> dict:
 
 
 def _imagenet(model, config: TrainConfig) -> dict:
+    """keras.applications' ImageNet weights by layer name. V3's top holds conv_2 (the 1x1
+    convolution after the pooling), so V3 takes the full model and only ``logits`` is new."""
     import keras
-    app = keras.applications.MobileNet if config.arch is Arch.V1 else keras.applications.MobileNetV2
+    a = keras.applications
+    app = {Arch.V1: a.MobileNet, Arch.V2: a.MobileNetV2,
+           Arch.V3_SMALL: a.MobileNetV3Small, Arch.V3_LARGE: a.MobileNetV3Large}[config.arch]
+    top = ({"include_top": True, "minimalistic": config.minimalistic, "include_preprocessing": False}
+           if config.arch.v3 else {"include_top": False})
     reference = app(input_shape=(config.resolution, config.resolution, 3), alpha=config.alpha,
-                    include_top=False, weights="imagenet")
+                    weights="imagenet", **top)
     by_name = {layer.name: layer.get_weights() for layer in reference.layers}
     return _copy(((layer, by_name.get(layer.name)) for layer in model.layers), "imagenet")
 

@@ -15,7 +15,10 @@ Each runtime is tried in a child process of its own: an import that fails
 take this process down, and what it printed is kept. Importing is not enough:
 tflite-runtime 2.14 imports fine under numpy 2 and fails only when an
 Interpreter is built, so each runtime builds one on every ``--probe`` model
-(tiny float32 and int8 models the host generates) and invokes it once.
+(float32 and int8 models the host generates) and invokes it once. With
+``--time`` it then times each (``measure.time_invoke``, the benchmark's own
+contract, at 1 thread, ``TIMING`` below): the host compares int8 with float32 on
+these measurements, not only on what the facts suggest.
 
 Whether XNNPACK handles int8 is observed, not assumed from a version: after
 ``allocate_tensors()`` (when the runtime applies its default delegate) the
@@ -23,8 +26,8 @@ graph has one ``DELEGATE`` node per partition the delegate took, whose inputs
 and outputs bound the ops it replaced. Walking back from each delegate node's
 outputs to its inputs gives the ops XNNPACK runs; the rest run on TFLite's
 builtin kernels. On this repository's machine tflite-runtime 2.14's XNNPACK
-took every op of the float32 probe and none of the int8 one; ai-edge-litert
-2.3's took both. The walk uses the interpreter's ``_get_ops_details()``
+took none of the 34 ops of either probe (the default model's graph); ai-edge-litert
+2.3's took 30 of the float32 one's and 29 of the int8 one's. The walk uses the interpreter's ``_get_ops_details()``
 (present in every runtime since TF 2.5); where it is missing the coverage is
 None, never a guess.
 
@@ -171,9 +174,14 @@ def delegated_ops(ops: List[Dict[str, Any]]) -> Tuple[List[str], List[str]]:
             [op["op_name"] for i, op in enumerate(original) if i not in inside])
 
 
-def _probe(interpreter_cls: Any, path: str) -> Dict[str, Any]:
-    """Build an Interpreter on ``path`` with the default delegates, invoke it once, list what XNNPACK took."""
-    out: Dict[str, Any] = {"model": os.path.basename(path), "error": None}
+# Timing of each probe: warm-up, then at least 30 runs and 0.5 s of invoke() alone (measure.py's contract).
+TIMING = {"warmup_runs": 5, "warmup_seconds": 0.2, "runs": 30, "min_seconds": 0.5}
+
+
+def _probe(interpreter_cls: Any, path: str, timed: bool = False) -> Dict[str, Any]:
+    """Build an Interpreter on ``path`` with the default delegates, invoke it once (``timed``: then
+    time it, 1 thread), list what XNNPACK took."""
+    out: Dict[str, Any] = {"model": os.path.basename(path), "error": None, "median_ms": None}
     try:
         it = interpreter_cls(model_path=path, num_threads=1)
         it.allocate_tensors()
@@ -182,6 +190,10 @@ def _probe(interpreter_cls: Any, path: str) -> Dict[str, Any]:
         it.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
         it.invoke()
         out["input_dtype"] = np.dtype(detail["dtype"]).name
+        if timed:
+            from android_bench.device.measure import Protocol, time_invoke
+            t = time_invoke(it.invoke, Protocol(**TIMING))
+            out.update(median_ms=t["median_ms"], runs=t["runs"], threads=1)
     except BaseException as e:   # SystemError/AttributeError from a numpy ABI mismatch, RuntimeError, ...
         cause = f" (caused by {type(e.__cause__).__name__}: {e.__cause__})" if e.__cause__ else ""
         out["error"] = f"{type(e).__name__}: {e}{cause}"
@@ -196,7 +208,7 @@ def _probe(interpreter_cls: Any, path: str) -> Dict[str, Any]:
     return out
 
 
-def runtime_child(name: str, probes: List[str]) -> Dict[str, Any]:
+def runtime_child(name: str, probes: List[str], timed: bool = False) -> Dict[str, Any]:
     """Import numpy and the runtime ``name`` here, probe each model; what ``--child`` prints."""
     import importlib
     out: Dict[str, Any] = {"name": name, "numpy": None, "version": None, "import_error": None,
@@ -218,16 +230,16 @@ def runtime_child(name: str, probes: List[str]) -> Dict[str, Any]:
         out["import_error"] = f"{type(e).__name__}: {e}"
         return out
     out["version"] = str(getattr(package, "__version__", "unknown"))
-    out["probes"] = [_probe(cls, p) for p in probes]
+    out["probes"] = [_probe(cls, p, timed) for p in probes]
     return out
 
 
-def run_child(name: str, probes: List[str], timeout: float = CHILD_TIMEOUT) -> Dict[str, Any]:
+def run_child(name: str, probes: List[str], timeout: float = CHILD_TIMEOUT, timed: bool = False) -> Dict[str, Any]:
     """``runtime_child`` in a fresh interpreter; a crash or hang is reported as that runtime's error."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
                TF_CPP_MIN_LOG_LEVEL="0")
-    argv = [sys.executable, "-m", "android_bench.device.doctor", "--child", name,
+    argv = [sys.executable, "-m", "android_bench.device.doctor", "--child", name, *(["--time"] if timed else []),
             *[a for p in probes for a in ("--probe", os.path.abspath(p))]]
     try:
         r = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout, env=env,
@@ -250,17 +262,18 @@ def run_child(name: str, probes: List[str], timeout: float = CHILD_TIMEOUT) -> D
     return out
 
 
-def python_facts(probes: List[str]) -> Dict[str, Any]:
+def python_facts(probes: List[str], timed: bool = False) -> Dict[str, Any]:
     numpy_child = run_child("numpy", [])
     return {"python": platform.python_version(), "executable": sys.executable,
             "numpy": numpy_child.get("numpy"), "numpy_error": numpy_child.get("import_error"),
-            "runtimes": {name: run_child(name, probes) for name in RUNTIMES}}
+            "runtimes": {name: run_child(name, probes, timed=timed) for name in RUNTIMES}}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m android_bench.device.doctor",
                                 description="What this device can run: Python, numpy, TFLite runtimes, CPU.")
     p.add_argument("--probe", action="append", default=[], help="a .tflite to build an interpreter on (repeat)")
+    p.add_argument("--time", action="store_true", help="also time each probe (1 thread): the int8/float32 ratio")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     missing = [m for m in args.probe if not os.path.isfile(m)]
@@ -268,9 +281,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: no such probe model: {', '.join(missing)}", file=sys.stderr)
         return 2
     if args.child:
-        print(json.dumps(runtime_child(args.child, args.probe)))
+        print(json.dumps(runtime_child(args.child, args.probe, args.time)))
         return 0
-    print(json.dumps({"system": system_facts(), **python_facts(args.probe)}, indent=1))
+    print(json.dumps({"system": system_facts(), **python_facts(args.probe, args.time)}, indent=1))
     return 0
 
 

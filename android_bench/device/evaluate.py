@@ -9,12 +9,16 @@ One implementation for the host (``python -m export`` measures every variant
 with it for the manifest) and the device runner, so the two cannot disagree on
 what "top-1" means:
 
-* input: the stored uint8 pixels go through ``Preprocessing.quantize_input``
-  with the input tensor's own dtype, scale and zero point -- normalize for a
-  float input, q = round(x / scale) + zero_point for an int8/uint8/int16 one;
-* batching: when the input's batch dimension is dynamic (shape_signature[0] ==
-  -1, what the converter writes for a Keras model) the input is resized once to
-  ``batch_size`` and the last batch is padded; otherwise images go one by one;
+* input: the normalization comes from the file's standard TFLite Model Metadata
+  (``NormalizationOptions``, as MediaPipe Tasks reads it), the resolution and
+  channels from its input tensor; the uint8 pixels go through
+  ``Preprocessing.quantize_input`` with the tensor's own dtype, scale and zero
+  point -- normalize for a float input, q = round(x / scale) + zero_point for an
+  int8/uint8/int16 one. Grayscale images given to an RGB input are repeated
+  into the three channels, as an app would send a gray frame;
+* batching: the input is resized once to ``batch_size`` (the exported files
+  declare batch 1, but their graphs take any batch) and the last batch is
+  padded; a model that cannot be resized runs image by image;
 * output: integer scores are dequantized, (q - zero_point) * scale, which keeps
   their order, so argmax is the same as on the raw integers;
 * top-1 counts argmax == label; ties go to the lower class index (numpy's argmax).
@@ -127,16 +131,37 @@ class _NoProgress:
         pass
 
 
+def metadata_preprocessing(found: Dict[str, Any], shape: Sequence[int], source: str) -> Preprocessing:
+    """The Preprocessing of a (1, H, W, C) input from what ``tflite_metadata.inspect`` found."""
+    norm = found["normalization"]
+    if norm is None:
+        raise tflite_metadata.MetadataError(
+            f"{source} does not say how to normalize its input ({'; '.join(found['missing'] + found['problems'])}): "
+            f"export it again (python -m export run), or pass the preprocessing")
+    mean, std = norm.get("mean") or [], norm.get("std") or []
+    if not mean or not std or len(set(mean)) > 1 or len(set(std)) > 1:
+        raise tflite_metadata.MetadataError(f"{source}: NormalizationOptions mean {mean}, std {std}; this "
+                                            f"runner takes one mean and one std for every channel")
+    if len(shape) != 4 or shape[1] != shape[2]:
+        raise EvaluationError(f"{source} takes input {list(shape)}; this runner takes square (1, H, H, C) images")
+    interpolation = ((found["record"] or {}).get("preprocessing") or {}).get("interpolation", "bilinear")
+    return Preprocessing(resolution=int(shape[1]), channels=int(shape[3]), mean=float(mean[0]),
+                         std=float(std[0]), interpolation=interpolation)
+
+
 class Classifier:
     """A .tflite image classifier: uint8 (N, H, W, C) images in, class scores out.
 
     ``model`` is a path or the file's bytes. ``preprocessing`` defaults to the
-    one stored in the file's metadata, so the .tflite alone is enough.
+    one the file's metadata describes, so the .tflite alone is enough; with
+    ``need_metadata=False`` a file without it still loads (for latency: its
+    input then gets mid-grey pixels normalized to [-1, 1]) and ``missing`` says
+    what it lacks. ``labels`` are the file's, None when it has none.
     """
 
     def __init__(self, model: Union[str, bytes], preprocessing: Optional[Preprocessing] = None,
                  batch_size: int = DEFAULT_BATCH, num_threads: Optional[int] = None,
-                 runtime: Optional[str] = None, xnnpack: bool = True):
+                 runtime: Optional[str] = None, xnnpack: bool = True, need_metadata: bool = True):
         t0 = time.perf_counter()
         if isinstance(model, (bytes, bytearray)):
             content, self.source = bytes(model), "the model bytes"
@@ -145,11 +170,9 @@ class Classifier:
                 content, self.source = f.read(), str(model)
         if batch_size < 1:
             raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
-        self.metadata = None
-        if preprocessing is None:
-            self.metadata = tflite_metadata.load(content)
-            preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
-        self.preprocessing = preprocessing
+        found = tflite_metadata.inspect(content)
+        self.metadata, self.labels = found["record"], found["labels"]
+        self.missing, self.problems = found["missing"], found["problems"]
         interpreter, self.runtime = interpreter_class(runtime)
         try:
             self.interpreter = make_interpreter(interpreter, content, num_threads, xnnpack)
@@ -160,21 +183,49 @@ class Classifier:
             raise EvaluationError(f"{self.source} has {len(inputs)} inputs and {len(outputs)} outputs; "
                                   f"an image classifier has one of each")
         signature = [int(d) for d in inputs[0].get("shape_signature", inputs[0]["shape"])]
+        if preprocessing is None:
+            try:
+                preprocessing = metadata_preprocessing(found, inputs[0]["shape"], self.source)
+            except tflite_metadata.MetadataError:
+                if need_metadata:
+                    raise
+                shape = [int(d) for d in inputs[0]["shape"]]
+                preprocessing = Preprocessing(resolution=shape[1], channels=shape[3])
+        self.preprocessing = preprocessing
         if len(signature) != 4 or tuple(signature[1:]) != tuple(preprocessing.input_shape):
             raise EvaluationError(f"{self.source} takes input {signature}, but the preprocessing "
                                   f"makes {list(preprocessing.input_shape)} images: they were not "
                                   f"exported together")
-        self.batch_size = batch_size if signature[0] == -1 else 1
         self._input, self._output = inputs[0]["index"], outputs[0]["index"]
-        self.interpreter.resize_tensor_input(self._input, [self.batch_size, *signature[1:]])
-        try:
-            self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise EvaluationError(f"the interpreter cannot prepare {self.source}: {e}") from None
+        self.batch_size = 1
+        if batch_size > 1 and self._allocate(batch_size, signature):
+            self.batch_size = batch_size
+        elif not self._allocate(1, signature, raise_errors=True):
+            raise EvaluationError(f"{self.source} does not take a batch of one image")
         # s: file read, metadata, interpreter construction (delegates applied) and allocation
         self.init_seconds = time.perf_counter() - t0
         self.input = tensor_info(self.interpreter.get_input_details()[0])
         self.output = tensor_info(self.interpreter.get_output_details()[0])
+
+    def _allocate(self, batch: int, signature: List[int], raise_errors: bool = False) -> bool:
+        """Resize the input to ``batch`` images; False when the graph cannot take that batch."""
+        try:
+            self.interpreter.resize_tensor_input(self._input, [batch, *signature[1:]])
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            if raise_errors:
+                raise EvaluationError(f"the interpreter cannot prepare {self.source}: {e}") from None
+            return False
+        return int(self.interpreter.get_output_details()[0]["shape"][0]) == batch
+
+    def as_input(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, C) uint8 -> the input tensor's values; gray images go to all three channels
+        of an RGB input."""
+        if images.ndim == 4 and images.shape[-1] == 1 and self.preprocessing.channels == 3:
+            images = np.repeat(images, 3, axis=-1)
+        self.preprocessing.check_images(images)
+        return self.preprocessing.quantize_input(images, self.input["dtype"], self.input["scale"],
+                                                 self.input["zero_point"])
 
     def _dequantize(self, q: np.ndarray) -> np.ndarray:
         if q.dtype.kind == "f":
@@ -185,9 +236,9 @@ class Classifier:
 
     def scores(self, images: np.ndarray, progress: Callable = None) -> np.ndarray:
         """(N, H, W, C) uint8 -> (N, classes) float32 (dequantized for integer outputs)."""
-        self.preprocessing.check_images(images)
+        if len(images):
+            self.as_input(images[:1])   # fails here, before any work, on images of another shape
         progress = progress or _NoProgress
-        dtype, scale, zp = self.input["dtype"], self.input["scale"], self.input["zero_point"]
         out: List[np.ndarray] = []
         b = self.batch_size
         name = self.source.rsplit("/", 1)[-1]
@@ -197,8 +248,7 @@ class Classifier:
                 n = len(batch)
                 if n < b:   # pad the last batch instead of re-allocating the interpreter
                     batch = np.concatenate([batch, np.repeat(batch[-1:], b - n, axis=0)])
-                self.interpreter.set_tensor(self._input,
-                                            self.preprocessing.quantize_input(batch, dtype, scale, zp))
+                self.interpreter.set_tensor(self._input, self.as_input(batch))
                 self.interpreter.invoke()
                 out.append(self._dequantize(self.interpreter.get_tensor(self._output)[:n]))
                 bar.update(n)
@@ -237,14 +287,20 @@ def evaluate(classifier: Classifier, images: np.ndarray, labels: np.ndarray,
         raise EvaluationError(f"{len(label_names)} label names for a model with {classes} outputs")
     t0 = time.perf_counter()
     pred = classifier.predict(images, progress)
-    seconds = time.perf_counter() - t0
-    correct = pred == labels
+    return score(pred, labels, label_names, time.perf_counter() - t0, classifier.runtime)
+
+
+def score(predictions: np.ndarray, labels: np.ndarray, label_names: Sequence[str], seconds: float,
+          runtime: Dict[str, str]) -> Evaluation:
+    """The Evaluation of per-image top-1 class indices against int labels."""
+    labels = np.asarray(labels)
+    correct = predictions == labels
     per_class = {}
     for k, name in enumerate(label_names):
         mask = labels == k
         per_class[name] = float(correct[mask].mean()) if mask.any() else None
-    return Evaluation(pred, float(correct.mean()), per_class, int(len(images)), seconds,
-                      dict(classifier.runtime))
+    return Evaluation(np.asarray(predictions, np.int64), float(correct.mean()), per_class, int(len(labels)),
+                      seconds, dict(runtime))
 
 
 def agreement(predictions: np.ndarray, reference: np.ndarray) -> float:

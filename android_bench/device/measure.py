@@ -29,9 +29,16 @@ Latency, per (model, threads, XNNPACK on/off), one image (batch 1):
   the runtime were imported but before the model was loaded
   (``baseline_rss_kb``): the difference is what the model costs.
 
-Accuracy, per model: ``evaluate.Classifier`` on the eval pack (batched when the
-batch dimension is dynamic), top-1 overall and per class; the predictions go
-to a .npy so the runner can compute agreement with float32's.
+Accuracy, per model: ``evaluate.Classifier`` on the eval pack (batched, the
+input resized to the batch), top-1 overall and per class; the predictions go
+to a .npy so the runner can compute agreement with float32's. A model whose
+metadata does not say how to normalize its input, or has no labels, gets
+latency only: the accuracy job returns ``skipped`` with what is missing.
+
+``runtime="mediapipe"`` measures what an app sees instead
+(``android_bench.device.mediapipe_tasks``): the same contract around
+``ImageClassifier.classify()`` on a uint8 RGB frame, and top-1 of its answers.
+Only that runtime imports mediapipe.
 
 Python 3.9 compatible: numpy, an interpreter and the standard library only.
 """
@@ -48,6 +55,7 @@ import numpy as np
 
 from android_bench.device import fingerprint
 from android_bench.device.evaluate import Classifier, evaluate, interpreter_class
+from android_bench.device.tflite_metadata import MetadataError
 
 
 class ProtocolError(ValueError):
@@ -140,13 +148,12 @@ def latency(model: str, sample: Optional[np.ndarray], threads: Optional[int], xn
     """
     interpreter_class(runtime)   # import the runtime first: the baseline RSS includes it
     baseline = fingerprint.rss_kb()["rss_kb"]
-    clf = Classifier(model, batch_size=1, num_threads=threads, runtime=runtime, xnnpack=xnnpack)
+    clf = Classifier(model, batch_size=1, num_threads=threads, runtime=runtime, xnnpack=xnnpack,
+                     need_metadata=False)
     if sample is None:   # no eval pack: a mid-grey image
         sample = np.full((1, *clf.preprocessing.input_shape), 128, np.uint8)
-    clf.preprocessing.check_images(sample)
     it = clf.interpreter
-    it.set_tensor(clf._input, clf.preprocessing.quantize_input(
-        sample[:1], clf.input["dtype"], clf.input["scale"], clf.input["zero_point"]))
+    it.set_tensor(clf._input, clf.as_input(sample[:1]))
     peak: Dict[str, Optional[int]] = {}
     # Peak RSS read before the timed runs: their list of samples (1 MB for 30k runs of a
     # fast model) is the benchmark's memory, not the model's.
@@ -154,25 +161,45 @@ def latency(model: str, sample: Optional[np.ndarray], threads: Optional[int], xn
     return {"init_ms": clf.init_seconds * 1000.0, **timing, "baseline_rss_kb": baseline,
             "peak_rss_kb": peak["peak_rss_kb"], "runtime": clf.runtime["name"],
             "runtime_version": clf.runtime["version"], "input": clf.input, "output": clf.output,
-            "metadata_variant": (clf.metadata or {}).get("variant")}
+            "metadata_variant": (clf.metadata or {}).get("variant"),
+            "metadata": {"missing": clf.missing, "problems": clf.problems}}
 
 
 def accuracy(model: str, eval_pack: str, batch_size: int, threads: Optional[int], xnnpack: bool,
              runtime: Optional[str], images: Optional[int], predictions_out: str) -> Dict[str, Any]:
     """Top-1 overall and per class on the eval pack; predictions saved to ``predictions_out``."""
-    with np.load(eval_pack) as pack:
-        x, y, labels = pack["x"], pack["y"], [str(v) for v in pack["labels"]]
-    if images is not None:
-        x, y = x[:images], y[:images]
-    clf = Classifier(model, batch_size=batch_size, num_threads=threads, runtime=runtime, xnnpack=xnnpack)
+    x, y, labels = eval_images(eval_pack, images)
+    try:
+        clf = Classifier(model, batch_size=batch_size, num_threads=threads, runtime=runtime, xnnpack=xnnpack)
+    except MetadataError as e:
+        return {"skipped": f"top-1 not measured: {e}"}
+    if clf.labels is None:
+        return {"skipped": f"top-1 not measured: the model has no labels ({'; '.join(clf.missing)})"}
+    check_labels(clf.labels, labels)
     result = evaluate(clf, x, y, labels)
     np.save(predictions_out, result.predictions)
     return {**result.to_dict(), "batch_size": clf.batch_size, "threads": threads,
             "runtime": clf.runtime["name"], "runtime_version": clf.runtime["version"]}
 
 
+def eval_images(eval_pack: str, images: Optional[int]):
+    """(x, y, labels) of the first ``images`` images of an eval pack (all when None)."""
+    with np.load(eval_pack) as pack:
+        x, y, labels = pack["x"], pack["y"], [str(v) for v in pack["labels"]]
+    return (x, y, labels) if images is None else (x[:images], y[:images], labels)
+
+
+def check_labels(model_labels: List[str], pack_labels: List[str]) -> None:
+    if list(model_labels) != list(pack_labels):
+        raise ProtocolError(f"the model's labels {model_labels} are not the eval pack's {pack_labels}: "
+                            f"benchmark a model with the eval pack it was exported with")
+
+
 def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
     threads = job.get("threads")
+    if job.get("runtime") == "mediapipe":   # the app's view: imports mediapipe, nothing else does
+        from android_bench.device import mediapipe_tasks
+        return mediapipe_tasks.run_job(job)
     if job["kind"] == "latency":
         sample = np.load(job["sample"]) if job.get("sample") else None
         return latency(job["model"], sample, threads, job.get("xnnpack", True), job.get("runtime"),

@@ -4,7 +4,9 @@
         --eval-pack eval_pack.npz --threads 1,2,4 --out results.json
 
 What it needs on the device: Python 3.9+, numpy (1.x or 2.x) and one of
-ai_edge_litert, tflite_runtime, tensorflow (``--runtime`` forces one), plus
+ai_edge_litert, tflite_runtime, tensorflow (``--runtime`` forces one; ``--runtime
+mediapipe`` measures MediaPipe Tasks' ``ImageClassifier.classify()`` instead,
+what an app sees: ``android_bench.device.mediapipe_tasks``), plus
 the files ``python -m android_bench run`` copies: ``imagedata/__init__.py``,
 ``imagedata/preprocess.py``, ``android_bench/__init__.py`` and
 ``android_bench/device/*.py``. ``--check`` only says whether the environment
@@ -15,7 +17,9 @@ each in its own process (``android_bench.device.measure``, where the
 measurement contract is written down). A job that fails -- a model the
 runtime cannot load, an op an older runtime lacks, a crash -- is recorded as
 that row's ``error`` and the others still run; the exit status is then 1, after
-the results are written. Agreement is the fraction of eval-pack images whose
+the results are written. A model whose metadata is missing or corrupt still
+gets its latency measured; its rows say what is missing (``metadata``) and why
+top-1 was not measured (``accuracy_skipped``). Agreement is the fraction of eval-pack images whose
 top-1 equals the reference model's (``--reference``, by default the file
 named float32.tflite); it is None when the reference itself failed. The
 per-image top-1 of every variant is kept too (``predictions``: variant -> list
@@ -47,7 +51,9 @@ XNNPACK_CHOICES = {"on": (True,), "off": (False,), "both": (True, False)}
 DEVICE_FILES = ("imagedata/__init__.py", "imagedata/preprocess.py", "android_bench/__init__.py",
                 "android_bench/device/__init__.py", "android_bench/device/evaluate.py",
                 "android_bench/device/fingerprint.py", "android_bench/device/measure.py",
-                "android_bench/device/runner.py", "android_bench/device/tflite_metadata.py")
+                "android_bench/device/mediapipe_tasks.py", "android_bench/device/runner.py",
+                "android_bench/device/tflite_metadata.py")
+APP_RUNTIMES = ("mediapipe",)   # not an interpreter: the API an app calls (mediapipe_tasks)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -73,6 +79,15 @@ def check_environment(runtime: Optional[str]) -> Dict[str, Any]:
     except ImportError as e:
         raise _numpy_missing(e) from None
     from android_bench.device.evaluate import EvaluationError, interpreter_class
+    if runtime in APP_RUNTIMES:
+        from android_bench.device import mediapipe_tasks
+        try:
+            info = {"name": runtime, "version": mediapipe_tasks.version()}
+        except (ImportError, OSError) as e:   # not installed, or a wheel this machine cannot load
+            raise EnvironmentProblem(f"{_python()}: mediapipe cannot be imported ({type(e).__name__}: {e}): "
+                                     f"{mediapipe_tasks.INSTALL}") from None
+        return {"python": sys.version.split()[0], "executable": sys.executable, "numpy": numpy.__version__,
+                "runtime": info["name"], "runtime_version": info["version"]}
     try:
         _, info = interpreter_class(runtime)
     except EvaluationError as e:
@@ -104,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=parse_threads, default=(1,), help="thread counts to sweep, e.g. 1,2,4")
     p.add_argument("--xnnpack", choices=sorted(XNNPACK_CHOICES), default="on",
                    help="XNNPACK delegate on, off or both (default: %(default)s)")
-    p.add_argument("--runtime", choices=("auto",) + RUNTIMES, default="auto")
+    p.add_argument("--runtime", choices=("auto",) + RUNTIMES + APP_RUNTIMES, default="auto")
     p.add_argument("--warmup-runs", type=int, default=d.warmup_runs)
     p.add_argument("--warmup-seconds", type=float, default=d.warmup_seconds)
     p.add_argument("--runs", type=int, default=d.runs, help="timed runs, at least")
@@ -170,6 +185,13 @@ def _sample(eval_pack: str, work: str) -> str:
     return path
 
 
+def settings(args: argparse.Namespace) -> List[Tuple[int, bool]]:
+    """(threads, XNNPACK) of each latency job of one model; MediaPipe sets neither: one job."""
+    if args.runtime in APP_RUNTIMES:
+        return [(1, True)]
+    return [(t, x) for t in args.threads for x in XNNPACK_CHOICES[args.xnnpack]]
+
+
 def measure_all(args: argparse.Namespace, work: str, progress: Progress
                 ) -> Tuple[List[Dict[str, Any]], Dict[str, List[int]]]:
     """(one row per model, threads and XNNPACK setting; per-image top-1 of each model)."""
@@ -198,33 +220,35 @@ def measure_all(args: argparse.Namespace, work: str, progress: Progress
             acc, _ = run_job({"kind": "accuracy", "model": model, "eval_pack": eval_pack,
                               "batch_size": args.batch_size, "threads": eval_threads, "runtime": runtime,
                               "images": args.eval_images, "predictions_out": pred_path}, work, args.job_timeout)
-            if "error" not in acc:
+            if "skipped" in acc:
+                progress(f"{name}: {acc['skipped']}")
+            elif "error" not in acc:
                 predictions[name] = np.load(pred_path)
                 progress(f"{name}: top-1 {100 * acc['top1']:.2f}% on {acc['images']} images "
                          f"(batch {acc['batch_size']}, {acc['seconds']:.1f} s)")
             else:
                 progress(f"{name}: accuracy FAILED: {acc['error']}")
-        for threads in args.threads:
-            for xnnpack in XNNPACK_CHOICES[args.xnnpack]:
-                lat, log = run_job({"kind": "latency", "model": model, "sample": sample, "threads": threads,
-                                    "xnnpack": xnnpack, "runtime": runtime, "protocol": protocol},
-                                   work, args.job_timeout)
-                row = dict(info, threads=threads, xnnpack=xnnpack, **lat)
-                # The runtimes log "Created TensorFlow Lite XNNPACK delegate" when they apply it.
-                row["xnnpack_delegate_logged"] = any("XNNPACK" in line for line in log)
-                row["log"] = log[-10:]
-                errors = [lat["error"]] if lat.get("error") else []
-                if acc.get("error") and acc["error"] != lat.get("error"):
-                    errors.append(f"accuracy: {acc['error']}")
-                row["error"] = "; ".join(errors) or None
-                for key in ("top1", "per_class_top1", "images"):
-                    row[key] = acc.get(key)
-                row["accuracy"] = {k: v for k, v in acc.items() if k != "per_class_top1"} or None
-                rows.append(row)
-                where = f"{name} threads={threads} xnnpack={'on' if xnnpack else 'off'}"
-                progress(f"{where}: FAILED: {lat['error']}" if lat.get("error") else
-                         f"{where}: median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms "
-                         f"({lat['runs']} runs)")
+        for threads, xnnpack in settings(args):
+            lat, log = run_job({"kind": "latency", "model": model, "sample": sample, "threads": threads,
+                                "xnnpack": xnnpack, "runtime": runtime, "protocol": protocol},
+                               work, args.job_timeout)
+            row = dict(info, threads=threads, xnnpack=xnnpack, **lat)
+            # The runtimes log "Created TensorFlow Lite XNNPACK delegate" when they apply it.
+            row["xnnpack_delegate_logged"] = any("XNNPACK" in line for line in log)
+            row["log"] = log[-10:]
+            errors = [lat["error"]] if lat.get("error") else []
+            if acc.get("error") and acc["error"] != lat.get("error"):
+                errors.append(f"accuracy: {acc['error']}")
+            row["error"] = "; ".join(errors) or None
+            for key in ("top1", "per_class_top1", "images"):
+                row[key] = acc.get(key)
+            row["accuracy_skipped"] = acc.get("skipped")
+            row["accuracy"] = {k: v for k, v in acc.items() if k not in ("per_class_top1", "skipped")} or None
+            rows.append(row)
+            where = f"{name} threads={threads} xnnpack={'on' if xnnpack else 'off'}"
+            progress(f"{where}: FAILED: {lat['error']}" if lat.get("error") else
+                     f"{where}: median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms "
+                     f"({lat['runs']} runs)")
     reference = predictions.get(args.reference)
     for row in rows:
         pred = predictions.get(row["variant"])
@@ -292,10 +316,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     info = fingerprint.fingerprint({"name": env["runtime"], "version": env["runtime_version"]})
-    per_model = 1 + len(args.threads) * len(XNNPACK_CHOICES[args.xnnpack]) if args.eval_pack else \
-        len(args.threads) * len(XNNPACK_CHOICES[args.xnnpack])
+    per_model = len(settings(args)) + (1 if args.eval_pack else 0)
     progress = Progress(per_model * len(args.models))
-    print(f"measuring {len(args.models)} models on {info['hostname']} ({info['cpu']}, {info['cores']} cores) "
+    models = f"{len(args.models)} model{'s' if len(args.models) != 1 else ''}"
+    print(f"measuring {models} on {info['hostname']} ({info['cpu']}, {info['cores']} cores) "
           f"with {env['runtime']} {env['runtime_version']}", file=sys.stderr, flush=True)
     work = tempfile.mkdtemp(prefix="android_bench_jobs.")
     try:
@@ -317,7 +341,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     _write_json(args.out, doc)
     failed = sorted({r["variant"] for r in rows if r["error"]})
     if failed:
-        print(f"error: {len(failed)} of {len(args.models)} models failed ({', '.join(failed)}); "
+        print(f"error: {len(failed)} of {models} failed ({', '.join(failed)}); "
               f"their errors are in {args.out}", file=sys.stderr)
         return EXIT_FAILED_VARIANTS
     return 0

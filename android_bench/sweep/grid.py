@@ -1,7 +1,7 @@
 """The sweep's grid: a TOML file read into one frozen, validated ``SweepConfig``.
 
     [grid]                       # every combination is one configuration
-    arch = ["v1", "v2"]
+    arch = ["v1", "v2", "v3-small", "v3-large"]
     alpha = [0.35, 0.5]
     resolution = [32, 48]
 
@@ -47,7 +47,7 @@ BENCH_KEYS = ("target", "python", *(f.name for f in fields(BenchConfig) if f.nam
               *PROTOCOL_KEYS)
 # Short names in a configuration's folder name: v1-a0.35-r32-<hash>.
 SHORT = {"alpha": "a", "resolution": "r", "epochs": "e", "output_stride": "os", "batch_size": "b",
-         "learning_rate": "lr", "dropout": "d", "seed": "s"}
+         "learning_rate": "lr", "dropout": "d", "seed": "s", "minimalistic": "min"}
 CHOICES = {"arch": [a.value for a in Arch], "weights": [w.value for w in Weights]}
 
 

@@ -65,7 +65,7 @@ def collect(entries: list[Entry], out: Path) -> list[dict]:
                          "runtime": r.get("runtime"), "runtime_version": r.get("runtime_version"),
                          "target": results.get("target"), "fingerprint": results.get("fingerprint"),
                          "protocol": results.get("protocol"), "measured": results.get("finished"),
-                         "error": r.get("error")})
+                         "emulation": results.get("emulation"), "error": r.get("error")})
     mark_front(rows)
     return rows
 
@@ -76,11 +76,12 @@ def _usable(r: dict) -> bool:
 
 def mark_front(rows: list[dict]) -> None:
     """Sets ``pareto`` (True, False, or None for rows without both numbers), per thread count
-    and XNNPACK setting: a point at 4 threads does not dominate one at 1."""
+    and XNNPACK setting: a point at 4 threads does not dominate one at 1. Emulated rows get
+    None: their latency is the emulator's, so no front can be drawn from it."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         r["pareto"] = None
-        if _usable(r):
+        if _usable(r) and not r.get("emulation"):
             groups.setdefault((r["threads"], r.get("xnnpack")), []).append(r)
     for group in groups.values():
         for r, on in zip(group, pareto_front([(r["median_ms"], r["top1"]) for r in group])):
@@ -116,7 +117,8 @@ def markdown(doc: dict) -> str:
             out.append(f"{head} {r.get('variant') or '-'} | {r.get('threads') or '-'} | - | - | - | "
                        f"failed: {error} | - | - |")
             continue
-        front = {True: "**front**", False: "dominated", None: "-"}[r["pareto"]]
+        front = "n/a (emulated)" if r.get("emulation") else \
+            {True: "**front**", False: "dominated", None: "-"}[r["pareto"]]
         out.append(f"{head} {r['variant']} | {r['threads']} | {_count(r['params'])} | {_count(r['macs'])} | "
                    f"{format_size(r['size_bytes'])} | {format_ms(r['median_ms'])} | {format_pct(r['top1'])} | {front} |")
     if measured:

@@ -137,14 +137,14 @@ class _Datasets:
 
     def get(self, train_config):
         from imagedata.dataset import load_dataset
-        from tqdm import tqdm
+        from pipeline.quiet import progress
 
         from train.fit import preprocessing_for
         p = preprocessing_for(train_config)
         key = json.dumps([train_config.data, train_config.seed, p.to_dict()], sort_keys=True)
         if key != self._key:
             self._key, self._dataset = None, None   # free the previous one first
-            self._dataset = load_dataset(train_config.data, p, seed=train_config.seed, progress=tqdm)
+            self._dataset = load_dataset(train_config.data, p, seed=train_config.seed, progress=progress)
             self._key = key
         return self._dataset
 

@@ -1,7 +1,6 @@
 """Fixtures of the benchmark tests: tiny exported models, a real sshd, a tflite-runtime-only venv."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import struct
@@ -11,7 +10,6 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from imagedata.fashion_mnist import default_cache_dir
@@ -23,22 +21,38 @@ VARIANTS = ("float32", "dynamic_int8", "int8")
 CACHE = default_cache_dir()
 TFLITE_RUNTIME_VENV = CACHE / "venv-tflite-runtime-2.14.0-numpy1"
 TFLITE_RUNTIME_REQUIREMENTS = ["numpy<2", "tflite-runtime==2.14.0"]
-PY39_VENV = CACHE / "venv-python3.9-tflite-runtime-2.14.0-numpy1"
+
+
+def export_build(root: Path, model, labels: list, p, train, calibration, test, variants,
+                 calibration_size: int = 64) -> SimpleNamespace:
+    """``model`` (a trained Keras model taking ``p``'s input) through the real quantize and export
+    stages into ``root``: <variant>.tflite with their metadata, eval_pack.npz, manifest.json."""
+    from export import bundle
+    from export.config import ExportConfig
+    from imagedata.dataset import Dataset
+    from quantize import convert
+    from quantize.config import QuantizeConfig
+    from tests.quantize import tiny
+
+    src = tiny.write_source(root / "src", model, config=tiny.CFG.replace(resolution=p.resolution),
+                            labels=labels, preprocessing=p)
+    ds = Dataset(list(labels), train, test.take(0), calibration, test, p, {"name": "test data"})
+    convert.run(QuantizeConfig(variants=variants, calibration_size=calibration_size), src, root / "quantize",
+                dataset=ds)
+    manifest = bundle.run(ExportConfig(), root / "quantize", root, dataset=ds)
+    return SimpleNamespace(root=root, x=test.x, y=test.y, labels=list(labels), manifest=manifest,
+                           models=[root / f"{n}.tflite" for n in variants])
 
 
 @pytest.fixture(scope="session")
 def bench_build(tmp_path_factory):
     """A build/ folder as export leaves it, in seconds: float32, dynamic_int8 and int8 .tflite
-    (with metadata) of a small CNN trained on the blob task, eval_pack.npz and manifest.json."""
+    (with their metadata) of a small CNN trained on the blob task, eval_pack.npz and manifest.json."""
     import keras
     from keras import layers
 
-    from export.bundle import write_eval_pack
-    from export.metadata import embed
     from imagedata.dataset import Split
     from imagedata.preprocess import Preprocessing
-    from quantize import convert
-    from quantize.config import QuantizeConfig, Variant
 
     root = tmp_path_factory.mktemp("build")
     p = Preprocessing(resolution=RES, channels=1)
@@ -53,21 +67,8 @@ def bench_build(tmp_path_factory):
     model = keras.Model(inp, out)
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(p.normalize(x[train]), y[train], epochs=8, batch_size=32, verbose=0)
-    convert._export_saved_model(model, root / "saved_model")
-    variants = []
-    for name in VARIANTS:
-        raw = convert.convert(root / "saved_model", Variant(name), QuantizeConfig(calibration_size=64),
-                              calibration=x[train][:64], preprocessing=p)
-        record = {"format": 1, "variant": name, "labels": LABELS, "preprocessing": p.to_dict(),
-                  "model": {"arch": "tiny-cnn", "resolution": RES}, "provenance": {"test": True}}
-        data = embed(raw, record)
-        (root / f"{name}.tflite").write_bytes(data)
-        variants.append({"name": name, "file": f"{name}.tflite", "size_bytes": len(data)})
-    write_eval_pack(root / "eval_pack.npz", Split(x[test], y[test]), LABELS, p, {"split": "test"})
-    (root / "manifest.json").write_text(json.dumps({"artifact": "manifest.json", "variants": variants}))
-    shutil.rmtree(root / "saved_model")
-    return SimpleNamespace(root=root, x=x[test], y=y[test], labels=LABELS,
-                           models=[root / f"{n}.tflite" for n in VARIANTS])
+    return export_build(root, model, LABELS, p, Split(x[train], y[train]), Split(x[train][:64], y[train][:64]),
+                        Split(x[test], y[test]), VARIANTS)
 
 
 def with_op_version(model: bytes, version: int = 99) -> bytes:
@@ -124,6 +125,7 @@ PermitRootLogin prohibit-password
 UsePAM no
 StrictModes no
 AllowUsers {user}
+AcceptEnv TMPDIR
 LogLevel ERROR
 """)
     if os.geteuid() == 0:
@@ -187,11 +189,12 @@ def tflite_runtime_python():
 
 
 @pytest.fixture(scope="session")
-def python39_tflite_runtime():
-    """Python 3.9 (the oldest the device runner supports) with numpy<2 and tflite-runtime 2.14.0."""
-    from tests.conftest import python39
-    exe = python39()
-    if exe is None:
-        pytest.skip("no Python 3.9 interpreter on this machine (pyenv install 3.9 gives one)")
-    return cached_venv(PY39_VENV, TFLITE_RUNTIME_REQUIREMENTS,
-                       "import sys, numpy, tflite_runtime; assert sys.version_info[:2] == (3, 9)", base=exe)
+def pi_emu_root():
+    """The emulated Pi's bookworm root file system, built on first use and reused afterwards."""
+    from android_bench import pi_emu
+    try:
+        pi_emu.check_host()
+    except pi_emu.CannotEmulate as e:
+        pytest.skip(f"this machine cannot emulate arm64: {e}")
+    stamp = pi_emu.build(pi_emu.BOOKWORM)
+    return SimpleNamespace(root=pi_emu.ROOTFS, stamp=stamp)

@@ -231,7 +231,7 @@ def test_killed_benchmark_is_a_failed_row_not_zeros(phone, stand_in, bench_build
     out = tmp_path / "bench"
     r = CliRunner().invoke(cli, ["run", "--target", "adb", "--benchmark-binary", str(stand_in), "--threads", "1",
                                  "--no-accuracy", *QUICK, "--out", str(out), str(bench_build.models[2])])
-    assert r.exit_code == 1 and "1 variants failed on adb: int8" in r.output
+    assert r.exit_code == 1 and "1 variant failed on adb: int8" in r.output
     (row,) = json.loads((out / "results" / f"adb_{SERIAL}__benchmark_model.json").read_text())["results"]
     assert row["error"].startswith("benchmark_model exited 137") and row.get("median_ms") is None
     assert row["top1"] is None and row["accuracy_source"] is None

@@ -161,7 +161,9 @@ def test_runner_measures_each_variant_and_records_the_broken_ones(bench_build, t
             assert row["per_class_top1"] == expected.per_class_top1 and row["images"] == len(b.y)
             assert row["agreement"] == evaluate.agreement(expected.predictions, ref.predictions)
             assert row["size_bytes"] == (b.root / f"{v}.tflite").stat().st_size
-        assert rows[(v, 1)]["input"]["dtype"] == ("int8" if v == "int8" else "float32")
+        assert rows[(v, 1)]["input"]["dtype"] == ("uint8" if v == "int8" else "float32")   # what an app feeds
+        assert rows[(v, 1)]["input"]["shape"] == [1, 16, 16, 3]                           # RGB, batch 1
+        assert rows[(v, 1)]["metadata"] == {"missing": [], "problems": []}
     assert rows[("float32", 1)]["agreement"] == 1.0
     assert "version '99'" in rows[("old_runtime", 1)]["error"]
     assert rows[("old_runtime", 1)]["top1"] is None and rows[("old_runtime", 1)]["agreement"] is None
@@ -205,3 +207,32 @@ def test_runner_usage_errors(bench_build, tmp_path):
     assert r.returncode == runner.EXIT_USAGE and "threads must be comma-separated integers >= 1" in r.stderr
     r = _run([bench_build.models[0], "--runs", "0"])
     assert r.returncode == runner.EXIT_USAGE and "runs must be an integer >= 1" in r.stderr
+
+
+def test_missing_or_corrupt_metadata_still_benchmarks_and_the_report_says_what_is_missing(bench_build, tmp_path):
+    from android_bench import report
+    from export.metadata import pack
+    b = bench_build
+    bare = tmp_path / "bare.tflite"          # the converter's own output: no metadata at all
+    bare.write_bytes((b.root / "quantize" / "int8.tflite").read_bytes())
+    corrupt = tmp_path / "corrupt.tflite"    # a TFLITE_METADATA entry that is not a ModelMetadata flatbuffer
+    corrupt.write_bytes(pack((b.root / "quantize" / "float32.tflite").read_bytes(),
+                             {"TFLITE_METADATA": b"\x08\x00\x00\x00XXXX not metadata"}))
+    out = tmp_path / "results" / "local__ai_edge_litert.json"
+    out.parent.mkdir()
+    r = _run([bare, corrupt, b.root / "int8.tflite", "--eval-pack", b.root / "eval_pack.npz", "--out", out,
+              "--threads", "1", *QUICK])
+    assert r.returncode == 0, r.stderr       # nothing failed: what could be measured was
+    rows = {row["variant"]: row for row in json.loads(out.read_text())["results"]}
+    for name in ("bare", "corrupt"):
+        row = rows[name]
+        assert row["error"] is None and row["median_ms"] > 0 and row["top1"] is None
+        assert row["accuracy_skipped"].startswith("top-1 not measured:"), row["accuracy_skipped"]
+    assert rows["bare"]["metadata"]["missing"][0].startswith("TFLITE_METADATA (the standard TFLite Model Metadata")
+    assert "not a ModelMetadata flatbuffer (file identifier b'XXXX', expected b'M001')" in \
+        rows["corrupt"]["metadata"]["problems"][0]
+    assert rows["int8"]["metadata"] == {"missing": [], "problems": []} and rows["int8"]["top1"] > 0.9
+    md = report.markdown(report.load(tmp_path / "results")[0])
+    assert "Metadata missing or corrupt (latency was measured all the same):" in md
+    assert "- bare.tflite (ai_edge_litert): TFLITE_METADATA (the standard TFLite Model Metadata" in md
+    assert "- corrupt.tflite (ai_edge_litert): " in md and "int8.tflite (ai_edge_litert)" not in md

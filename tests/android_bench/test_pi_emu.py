@@ -1,10 +1,11 @@
-"""The emulated Raspberry Pi: arm64 Debian bookworm under qemu-user, both runtimes, checked against x86.
+"""The emulated Raspberry Pi: arm64 Debian bookworm and bullseye under qemu-user, both runtimes,
+checked against x86.
 
-The tests marked ``arm`` build the root file system once (android_bench.pi_emu, ~5 min,
+The tests marked ``arm`` build each root file system once (android_bench.pi_emu, 5-15 min,
 cached under ~/.cache/mobilenet-deploy/pi-emu) and run the device runner inside it: on
 the tiny models of ``bench_build`` and on a small CNN trained on real Fashion-MNIST with
 all five variants, evaluated on 2000 test images (the emulated suite takes a few minutes).
-They skip only where this machine cannot emulate arm64 at all, saying why.
+They skip only where this machine cannot emulate arm64 at all, saying why (and fail under CI=true).
 """
 from __future__ import annotations
 
@@ -20,33 +21,21 @@ import pytest
 
 from android_bench import pi_emu
 from android_bench.targets import ChrootTarget, TargetError, parse_target
+from quantize.config import Variant
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = ["--threads", "1", "--runs", "3", "--min-seconds", "0", "--warmup-runs", "1", "--warmup-seconds", "0"]
 FASHION_IMAGES = 2000     # 0.2 points of top-1 is 4 images
 
 
-def cli(*args: str, user: int | None = None) -> subprocess.CompletedProcess:
-    prefix = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] if user is not None else []
-    return subprocess.run([*prefix, sys.executable, "-m", "android_bench", *map(str, args)], cwd=REPO,
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "android_bench", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=3600)
 
 
 def inside(root, command: str, cpu: str | None = pi_emu.PI_CPU) -> subprocess.CompletedProcess:
     return subprocess.run(pi_emu.enter(root, ["/bin/sh", "-c", command], cpu), capture_output=True, text=True,
                           timeout=600)
-
-
-@pytest.fixture(scope="session")
-def pi_emu_root():
-    """The emulated Pi's root file system, built on first use and reused afterwards."""
-    try:
-        pi_emu.check_host()
-    except pi_emu.CannotEmulate as e:
-        print(f"\nthis machine cannot emulate arm64, the arm tests skip: {e}", file=sys.stderr)
-        pytest.skip(f"this machine cannot emulate arm64: {e}")
-    stamp = pi_emu.build(pi_emu.ROOTFS)
-    return SimpleNamespace(root=pi_emu.ROOTFS, stamp=stamp)
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +45,10 @@ def fashion_build(tmp_path_factory):
     import keras
     from keras import layers
 
-    from export.bundle import write_eval_pack
-    from export.metadata import embed
     from imagedata import fashion_mnist
     from imagedata.dataset import Split
     from imagedata.preprocess import Preprocessing
-    from quantize import convert
-    from quantize.config import QuantizeConfig, Variant
+    from tests.android_bench.conftest import export_build
 
     arrays, _ = fashion_mnist.load()
     x_train, y_train = arrays["x_train"][:3000, :, :, None], arrays["y_train"][:3000]
@@ -78,21 +64,10 @@ def fashion_build(tmp_path_factory):
     model = keras.Model(inp, out)
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(p.normalize(x_train), y_train, epochs=4, batch_size=64, verbose=0)
-    convert._export_saved_model(model, root / "saved_model")
-    variants = []
-    for variant in Variant:
-        raw = convert.convert(root / "saved_model", variant, QuantizeConfig(calibration_size=200),
-                              calibration=x_train[-200:], preprocessing=p)
-        record = {"format": 1, "variant": variant.value, "labels": fashion_mnist.LABELS,
-                  "preprocessing": p.to_dict(), "model": {"arch": "small-cnn", "resolution": 28},
-                  "provenance": {"test": True}}
-        data = embed(raw, record)
-        (root / f"{variant.value}.tflite").write_bytes(data)
-        variants.append({"name": variant.value, "file": f"{variant.value}.tflite", "size_bytes": len(data)})
-    write_eval_pack(root / "eval_pack.npz", Split(x_test, y_test), fashion_mnist.LABELS, p, {"split": "test"})
-    (root / "manifest.json").write_text(json.dumps({"artifact": "manifest.json", "variants": variants}))
-    shutil.rmtree(root / "saved_model")
-    return SimpleNamespace(root=root, variants=[v.value for v in Variant])
+    variants = [v.value for v in Variant]
+    build = export_build(root, model, fashion_mnist.LABELS, p, Split(x_train, y_train),
+                         Split(x_train[-200:], y_train[-200:]), Split(x_test, y_test), variants, 200)
+    return SimpleNamespace(root=root, variants=variants, build=build)
 
 
 # -- without emulation: parsing and the messages that say what to do --------------------------------
@@ -121,16 +96,29 @@ def test_a_folder_that_is_not_a_root_file_system_is_refused(tmp_path, bench_buil
 def test_pi_emu_not_built_says_how_to_build_it(tmp_path):
     with pytest.raises(pi_emu.PiEmuError, match=r"not built .* run `make pi-emu`"):
         pi_emu.ready(tmp_path)
+    with pytest.raises(pi_emu.PiEmuError, match=r"not built .* run `make pi-emu-bullseye`"):
+        pi_emu.ready(tmp_path, pi_emu.BULLSEYE)
     (tmp_path / pi_emu.STAMP).write_text(json.dumps({"recipe": {"format": 0}}))
     with pytest.raises(pi_emu.PiEmuError, match="built from another recipe"):
         pi_emu.ready(tmp_path)
 
 
-@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv (util-linux) to run as another user")
 def test_without_root_it_says_why_and_what_to_do():
-    r = cli("pi-emu", "--check", user=65534 if os.geteuid() == 0 else None)
-    assert r.returncode == 1
-    assert "the emulated Pi needs root" in r.stderr and "sudo make pi-emu" in r.stderr, r.stderr
+    """As a user without root. Run as root, only the effective uid drops to 65534 (nobody), and in this
+    process: a Python started as nobody could not read a venv under /root (mode 0700)."""
+    from click.testing import CliRunner
+
+    from android_bench.__main__ import cli as main
+    if os.geteuid() == 0:
+        os.seteuid(65534)
+        try:
+            r = CliRunner().invoke(main, ["pi-emu", "--check"])
+        finally:
+            os.seteuid(0)
+    else:
+        r = CliRunner().invoke(main, ["pi-emu", "--check"])
+    assert r.exit_code == 1
+    assert "the emulated Pi needs root" in r.output and "sudo make pi-emu" in r.output, r.output
 
 
 def test_cpuinfo_is_an_arm64_kernels_for_the_emulated_cpu():
@@ -150,15 +138,33 @@ def test_root_file_system_is_a_64_bit_bookworm_pi_userland(pi_emu_root):
     machine, debian, part = r.stdout.split("\n")[:3]
     assert r.returncode == 0 and machine == "aarch64" and debian.startswith("12."), r.stderr
     assert part.endswith("0xd08")      # Cortex-A72, a Raspberry Pi 4's
-    expected = {"tflite_runtime": "2.14.0", "ai_edge_litert": "2.3.0"}
+    expected = {"tflite_runtime": "2.14.0", "ai_edge_litert": "2.3.0", "mediapipe": "1.2.3"}
     for runtime, version in expected.items():
-        other = next(o for o in expected if o != runtime)
+        others = [o for o in expected if o != runtime]
         probe = (f"import sys, numpy, {runtime}, importlib.util as u; print(sys.version_info[:2], numpy.__version__, "
-                 f"{runtime}.__version__, u.find_spec('{other}') is None, u.find_spec('tensorflow') is None)")
+                 f"{runtime}.__version__, *[u.find_spec(o) is None for o in {others + ['tensorflow']!r}])")
         r = inside(root, f"{pi_emu.venv_python(runtime)} -c \"{probe}\"")
         assert r.returncode == 0, r.stderr
-        assert r.stdout.split() == ["(3,", "11)", "1.26.4", version, "True", "True"]   # one runtime per venv
+        assert r.stdout.split() == ["(3,", "11)", "1.26.4", version, "True", "True", "True"]   # one runtime per venv
     assert str(root) not in Path("/proc/self/mounts").read_text()    # nothing stays mounted on the host
+
+
+@pytest.mark.arm
+def test_bullseye_is_a_python_3_9_pi_userland(bullseye):
+    r = inside(bullseye.root, "uname -m; cat /etc/debian_version; "
+                              "python3 -c 'import sys; print(sys.version.split()[0])'; "
+                              "python3 -c 'import numpy' 2>/dev/null || echo no numpy")
+    machine, debian, python, numpy = r.stdout.split("\n")[:4]
+    assert r.returncode == 0 and machine == "aarch64" and debian.startswith("11."), r.stderr
+    assert python.startswith("3.9.") and numpy == "no numpy"     # the bare system Python
+    venvs = {name: (v["python_version"][:3], v["numpy"], v["runtime_version"]) for name, v in bullseye.stamp["venvs"].items()}
+    assert venvs == {"tflite_runtime": ("3.9", "1.26.4", "2.13.0"), "ai_edge_litert": ("3.9", "1.26.4", "2.1.0")}
+    r = cli("pi-emu", "--release", "bullseye")
+    assert r.returncode == 0 and "bullseye-arm64: Debian bullseye arm64" in r.stdout, r.stderr
+    assert pi_emu.read_stamp(bullseye.root)["built"] == bullseye.stamp["built"]    # not rebuilt
+    t = parse_target("pi-emu-bullseye")
+    assert isinstance(t, ChrootTarget) and t.root == str(bullseye.root) and t.qemu_cpu == pi_emu.PI_CPU
+    assert [name for name, _ in t.venvs] == ["tflite_runtime", "ai_edge_litert"]
 
 
 @pytest.mark.arm
@@ -166,6 +172,7 @@ def test_make_pi_emu_again_reuses_the_complete_build(pi_emu_root):
     r = cli("pi-emu")
     assert r.returncode == 0, r.stderr
     assert "tflite_runtime 2.14.0 (Python 3.11.2, numpy 1.26.4)" in r.stdout and "ai_edge_litert 2.3.0" in r.stdout
+    assert "mediapipe 1.2.3 (Python 3.11.2, numpy 1.26.4)" in r.stdout
     assert pi_emu.read_stamp(pi_emu_root.root)["built"] == pi_emu_root.stamp["built"]    # not rebuilt
     assert not list(pi_emu_root.root.parent.glob(f"{pi_emu_root.root.name}.partial-*"))
 
@@ -175,7 +182,7 @@ def test_a_runtime_the_emulated_pi_lacks_is_named(pi_emu_root, bench_build, tmp_
     r = cli("run", "--target", "pi-emu", "--runtime", "tensorflow", *QUICK, "--out", tmp_path,
             bench_build.root / "manifest.json")
     assert r.returncode == 1
-    assert "has no venv with tensorflow (it has: tflite_runtime, ai_edge_litert)" in r.stderr, r.stderr
+    assert "has no venv with tensorflow (it has: tflite_runtime, ai_edge_litert, mediapipe)" in r.stderr, r.stderr
 
 
 def _leftovers() -> set:
@@ -200,14 +207,14 @@ def _check_against_host(report: dict, out: Path, variants: list[str], images: in
         if r["target"] == "pi-emu" and r["threads"] == 1:
             print(f"{r['runtime']} {r['variant']}: agreement with host {r['agreement_with_host']} on "
                   f"{r['agreement_with_host_images']} images, top-1 {r['top1']} ({r['top1_vs_host']} vs host)")
-    for runtime, version in (("tflite_runtime", "2.14.0"), ("ai_edge_litert", "2.3.0")):
+    for runtime, version in (("tflite_runtime", "2.14.0"), ("ai_edge_litert", "2.3.0"), ("mediapipe", "1.2.3")):
         doc = json.loads((out / "results" / f"pi-emu__{runtime}.json").read_text())
         fp = doc["fingerprint"]
         assert (fp["arch"], fp["runtime"], fp["runtime_version"], fp["numpy"]) == ("aarch64", runtime, version, "1.26.4")
         assert "qemu-aarch64" in fp["cpu"] and "cortex-a72" in doc["emulation"]
         # XNNPACK applies under emulation too (it needs /sys and an ARM /proc/cpuinfo in the chroot)
         float32 = next(r for r in doc["results"] if r["variant"] == "float32")
-        assert float32["xnnpack_delegate_logged"], float32["log"]
+        assert runtime == "mediapipe" or float32["xnnpack_delegate_logged"], float32["log"]
         rows = [r for r in report["results"] if r["target"] == "pi-emu" and r["runtime"] == runtime]
         assert sorted(r["variant"] for r in rows) == sorted(variants)
         for r in rows:
@@ -217,7 +224,10 @@ def _check_against_host(report: dict, out: Path, variants: list[str], images: in
             assert r["agreement_with_host"] >= 0.995, (runtime, r["variant"], r["agreement_with_host"])
             assert abs(r["top1_vs_host"]) <= 0.002 + 1e-9, (runtime, r["variant"], r["top1_vs_host"])
     assert all(r["agreement_with_host"] is None for r in report["results"] if r["target"] == "local")
-    assert {r["runtime"] for r in report["results"] if r["target"] == "local"} == {"tflite_runtime", "ai_edge_litert"}
+    assert {r["runtime"] for r in report["results"] if r["target"] == "local"} == \
+        {"tflite_runtime", "ai_edge_litert", "mediapipe"}     # --runtime auto here: MediaPipe's classify() too
+    app = [r for r in report["results"] if r["target"] == "pi-emu" and r["runtime"] == "mediapipe"]
+    assert app and all(r["invoke_median_ms"] and r["invoke_runtime"] == "ai_edge_litert 2.3.0" for r in app)
     md = (out / "report.md").read_text()
     assert "**Emulated latencies:**" in md and "ms (emulated)" in md and "| agreement with host |" in md
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from android_bench import report
@@ -92,3 +93,54 @@ def test_report_without_results_says_what_to_do(tmp_path):
     (tmp_path / "results" / "x.json").write_text("{}")
     with pytest.raises(report.ReportError, match="is not a results file"):
         report.write(tmp_path)
+
+
+def _emulated_results(folder):
+    """pi-emu's tflite-runtime results (qemu: float32 70 ms, int8 31 ms) and the host's with
+    ai-edge-litert only, on the same model files and eval pack, with per-image predictions."""
+    rng = np.random.default_rng(0)
+    labels = [int(v) for v in rng.integers(0, 4, 200)]
+    host_pred = {"float32": list(labels), "int8": [(v + 1) % 4 if i < 6 else v for i, v in enumerate(labels)]}
+    pi_pred = {"float32": list(labels), "int8": [(v + 1) % 4 if i < 8 else v for i, v in enumerate(labels)]}
+    pack = {"path": "build/eval_pack.npz", "sha256": "e" * 64}
+
+    def doc(target, runtime, version, medians, predictions, emulation=None):
+        rows = []
+        for variant, median in medians.items():
+            row = _row(variant, 1, median, 0.9, 1.0, 600_000, runtime=runtime)
+            row.update(runtime_version=version, sha256=variant[0] * 64,
+                       samples_ms=list(median * rng.lognormal(0, 0.05, 60)))
+            rows.append(row)
+        return {"format": 1, "target": target, "finished": "2026-11-28T12:00:00+0000", "fingerprint": FP,
+                "protocol": {"runs": 50}, "emulation": emulation, "host": {"eval_pack": pack},
+                "environment": {"runtime": runtime, "runtime_version": version},
+                "results": [dict(r, target=target) for r in rows], "predictions": predictions,
+                "eval_labels": labels}
+    (folder / "results").mkdir(parents=True)
+    qemu = "qemu-aarch64 version 7.2, user-mode emulation of a cortex-a72 CPU (aarch64) on x86_64"
+    docs = {"pi-emu__tflite_runtime.json": doc("pi-emu", "tflite_runtime", "2.14.0",
+                                               {"float32": 70.0, "int8": 31.0}, pi_pred, qemu),
+            "local__ai_edge_litert.json": doc("local", "ai_edge_litert", "2.3.0",
+                                              {"float32": 0.145, "int8": 0.054}, host_pred)}
+    for name, d in docs.items():
+        (folder / "results" / name).write_text(json.dumps(d))
+
+
+def test_emulated_rows_get_no_speed_verdict_and_a_labelled_host_comparison(tmp_path):
+    _emulated_results(tmp_path)
+    rows = {(r["target"], r["variant"]): r for r in report.write(tmp_path)["results"]}
+    pi, host = rows[("pi-emu", "int8")], rows[("local", "int8")]
+    assert pi["emulation"] and pi["speedup_vs_float32"] is None      # 70 / 31 is qemu's ratio, not a Pi's
+    assert pi["speedup_ci"] is None and pi["latency_diff_ms"] is None and pi["within_noise"]["latency"] is None
+    assert pi["mcnemar_p"] is not None                                 # accuracy is real on the target
+    assert host["speedup_vs_float32"] == pytest.approx(0.145 / 0.054) and host["speedup_ci"] is not None
+    # the host has no tflite-runtime result: compared with ai-edge-litert's, and said so
+    assert pi["host_runtime"] == "ai_edge_litert 2.3.0" and pi["agreement_with_host_same_runtime"] is False
+    assert pi["agreement_with_host"] == pytest.approx(1 - 2 / 200)    # images 6 and 7 differ
+    md = (tmp_path / "report.md").read_text()
+    section = md[md.index("## pi-emu"):]
+    main = next(ln for ln in section.splitlines() if ln.startswith("| int8 | tflite_runtime"))
+    assert "n/a (emulated)" in main and "2.26x" not in main and "(emulated)" in main
+    assert "ai_edge_litert 2.3.0 (another runtime: not only the CPU differs)" in section
+    assert "For like with like, measure the host with tflite_runtime too" in section
+    assert "emulated: not compared" in section and "latency (tflite_runtime 2.14.0" not in section

@@ -57,6 +57,13 @@ def test_front_is_per_thread_count_and_skips_failures(tmp_path):
     rows = [row("v1-a", "float32", 1, 2.0, 0.90), row("v1-a", "int8", 1, 1.0, 0.89),
             row("v2-b", "float32", 1, 2.5, 0.88), row("v2-b", "int8", 1, None, None, error="int8: crashed"),
             row("v1-a", "float32", 2, 1.5, 0.90), row("v2-b", "float32", 2, 1.2, 0.88)]
+    emulated = [dict(row("v1-a", "float32", 1, 70.0, 0.90), target="pi-emu", emulation="qemu-aarch64"),
+                dict(row("v1-a", "int8", 1, 31.0, 0.89), target="pi-emu", emulation="qemu-aarch64")]
+    report.mark_front(emulated)
+    assert [r["pareto"] for r in emulated] == [None, None]   # qemu's latencies: no front
+    assert "| v1-a | v1 | 0.5 | 32 | int8 | 1 | 1k | 2.00M | 4.0 KiB | 31.0 ms | 89.00% | n/a (emulated) |" in \
+        report.markdown({"sweep": {"source": "g.toml", "target": "pi-emu", "train": {}, "quantize": {"variants": []}},
+                         "results": emulated})
     report.mark_front(rows)
     assert [r["pareto"] for r in rows] == [True, True, False, None, True, True]
     doc = {"sweep": {"source": "g.toml", "target": "local", "train": {"epochs": 3},
@@ -77,16 +84,37 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_default_grid_is_v1_and_v2_by_two_alphas_by_two_resolutions():
+def test_default_grid_is_three_generations_by_two_alphas_by_two_resolutions():
     config = grid.load(ROOT / "sweep.toml")
     configs = config.configurations()
     assert [(c.train.arch.value, c.train.alpha, c.train.resolution) for c in configs] == [
-        (a, al, r) for a in ("v1", "v2") for al in (0.35, 0.5) for r in (32, 48)]
+        (a, al, r) for a in ("v1", "v2", "v3-small", "v3-large") for al in (0.35, 0.5) for r in (32, 48)]
     assert {c.train.epochs for c in configs} == {3}
     assert [v.value for v in config.quantize.variants] == ["float32", "int8"]
     assert config.target == "local" and config.bench.threads == (1,)
     ids = [c.id for c in configs]
-    assert len(set(ids)) == 8 and ids[0].startswith("v1-a0.35-r32-")
+    assert len(set(ids)) == 16 and ids[0].startswith("v1-a0.35-r32-")
+    assert ids[8].startswith("v3_small-a0.35-r32-") and ids[-1].startswith("v3_large-a0.5-r48-")
+    # V1 and V2 keep the folders they had before V3 existed (minimalistic is recorded only when set).
+    assert ids[:8] == [c.id for c in grid.parse({"grid": {"arch": ["v1", "v2"], "alpha": [0.35, 0.5],
+                                                           "resolution": [32, 48]},
+                                                 "train": {"epochs": 3}}).configurations()]
+
+
+def test_minimalistic_in_the_grid(tmp_path):
+    config = grid.load(write(tmp_path, """
+[grid]
+arch = ["v3-small", "v3-large"]
+minimalistic = [false, true]
+[train]
+epochs = 2
+"""))
+    configs = config.configurations()
+    assert [(c.train.arch.value, c.train.minimalistic) for c in configs] == [
+        ("v3-small", False), ("v3-small", True), ("v3-large", False), ("v3-large", True)]
+    assert configs[1].name == "v3_small-minTrue"
+    with pytest.raises(grid.GridError, match="minimalistic .* is a MobileNet V3 variant"):
+        grid.load(write(tmp_path, '[grid]\narch = ["v1", "v3-small"]\n[train]\nminimalistic = true\n'))
 
 
 def test_grid_values_and_ids(tmp_path):
@@ -268,7 +296,9 @@ def test_sweep_two_configurations_resume_reuse_and_redo(tmp_path):
         assert row["images"] == json.loads((folder / "manifest.json").read_text())["eval_pack"]["images"] > 0
         assert row["size_bytes"] == (folder / f"{row['variant']}.tflite").stat().st_size
         assert (row["params"], row["macs"]) == (model["model"]["params"], model["model"]["macs"])
-        assert row["top1"] == pytest.approx(row["host_top1"], abs=0.1)   # the target's and export's top-1
+        # the same file, images and runtime as export's measurement: the same top-1, to the image
+        assert row["images"] == json.loads((folder / "manifest.json").read_text())["evaluation"]["images"]
+        assert row["top1"] == row["host_top1"], row
         if row["variant"] == "float32":
             assert row["top1"] > 0.6, row   # the blob task is learned (chance: 0.25)
     assert rows[0]["params"] != rows[2]["params"]   # two different models

@@ -1,11 +1,12 @@
 """The host side against a real OpenSSH server on 127.0.0.1, and the messages when a target cannot run."""
 from __future__ import annotations
 
-import glob
+import dataclasses
 import json
-import os
 import stat
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,13 +36,11 @@ def test_parse_target(monkeypatch, tmp_path):
         parse_target("ssh://h:70000")
 
 
-def _leftovers():
-    return set(glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "android_bench.*")))
-
-
 def test_ssh_target_copies_runs_fetches_and_cleans_up(sshd, bench_build, tmp_path):
-    before = _leftovers()
-    target = parse_target(sshd.spec, sys.executable, sshd.options)
+    remote_tmp = tmp_path / "remote-tmp"     # the target's TMPDIR, of this test's own (sshd AcceptEnv)
+    remote_tmp.mkdir()
+    target = parse_target(sshd.spec, sys.executable, (*sshd.options, "-o", f"SetEnv=TMPDIR={remote_tmp}"))
+    assert target.shell('echo "$TMPDIR"').stdout.decode().strip() == str(remote_tmp)
     lines = []
     result = bench.run(QUICK, target, [bench_build.root / "manifest.json"], bench_build.root / "eval_pack.npz",
                        tmp_path / "bench", on_line=lines.append)
@@ -56,7 +55,19 @@ def test_ssh_target_copies_runs_fetches_and_cleans_up(sshd, bench_build, tmp_pat
     assert min(r["top1"] for r in rows) > 0.9 and rows[0]["agreement"] == 1.0
     assert any(ln.startswith("[6/6] int8 threads=1 xnnpack=on: median") for ln in lines)
     assert any("Python 3." in ln and "ai_edge_litert 2." in ln for ln in lines)
-    assert _leftovers() == before     # the temporary folder on the target is gone
+    assert list(remote_tmp.iterdir()) == []     # the temporary folder on the target is gone
+
+
+def test_ssh_target_measures_mediapipe_classify(sshd, bench_build, tmp_path):
+    """App-level latency over ssh: MediaPipe Tasks on the target (here the test venv's)."""
+    target = parse_target(sshd.spec, sys.executable, sshd.options)
+    result = bench.run(dataclasses.replace(QUICK, runtime="mediapipe"), target, bench_build.models[2:],
+                       bench_build.root / "eval_pack.npz", tmp_path / "bench", optional=True)
+    assert result.skipped is None and result.failed == []
+    assert result.path.name == f"ssh_{sshd.user}@127.0.0.1_{sshd.port}__mediapipe.json"
+    row, = result.doc["results"]
+    assert (row["variant"], row["runtime"], row["threads"], row["error"]) == ("int8", "mediapipe", 1, None)
+    assert row["median_ms"] > 0 and row["top1"] > 0.9 and row["target"] == sshd.spec
 
 
 def test_unreachable_host_says_so(bench_build, tmp_path):
@@ -99,3 +110,29 @@ def test_local_target_keeps_going_past_a_broken_variant(bench_build, tmp_path):
     rows = {r["variant"]: r for r in result.doc["results"]}
     assert rows["int8"]["error"] is None and rows["int8"]["agreement"] > 0.9
     assert "Didn't find op for builtin opcode" in rows["int16x8"]["error"]
+
+
+def test_an_unknown_or_changed_host_key_is_named_as_such(sshd, bench_build, tmp_path):
+    """Real sshd, real known_hosts files: ssh refuses the host before any login, which is not a missing key."""
+    base = ("-F", "/dev/null", "-i", str(sshd.folder / "user_key"), "-o", "IdentitiesOnly=yes",
+            "-o", "StrictHostKeyChecking=yes")
+    empty = tmp_path / "known_hosts_empty"
+    empty.write_text("")
+    target = parse_target(sshd.spec, sys.executable, (*base, "-o", f"UserKnownHostsFile={empty}"))
+    with pytest.raises(TargetError) as e:
+        bench.run(QUICK, target, bench_build.models[:1], None, tmp_path)
+    message = str(e.value)
+    assert f"the host key of {sshd.user}@127.0.0.1 (port {sshd.port}) is not known here" in message
+    assert "StrictHostKeyChecking=accept-new" in message and "ssh-copy-id" not in message
+
+    other = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    changed = tmp_path / "known_hosts_changed"
+    changed.write_text(f"[127.0.0.1]:{sshd.port} {' '.join(Path(f'{other}.pub').read_text().split()[:2])}\n")
+    target = parse_target(sshd.spec, sys.executable, (*base, "-o", f"UserKnownHostsFile={changed}"))
+    with pytest.raises(TargetError) as e:
+        bench.run(QUICK, target, bench_build.models[:1], None, tmp_path)
+    message = str(e.value)
+    assert "has CHANGED since known_hosts recorded it" in message
+    assert f"ssh-keygen -R '[127.0.0.1]:{sshd.port}'" in message and "ssh-copy-id" not in message
+    assert not (tmp_path / "results").exists()

@@ -16,14 +16,16 @@ VARIANTS = ["float32", "float16", "dynamic_int8", "int8", "int16x8"]
 
 
 def interpreter_top1(path, x_uint8, p):
-    """Image by image with the bare interpreter: an independent check of android_bench's batching."""
+    """Image by image with the bare interpreter: an independent check of android_bench's batching.
+    ``p``: what the file's input takes; gray images are sent as RGB frames, as an app would."""
     from ai_edge_litert.interpreter import Interpreter
     it = Interpreter(model_path=str(path))
     it.allocate_tensors()
     i, o = it.get_input_details()[0], it.get_output_details()[0]
     pred = []
     for im in x_uint8:
-        it.set_tensor(i["index"], p.quantize_input(im[None], i["dtype"], *i["quantization"]))
+        frame = np.repeat(im[None], p.channels // im.shape[-1], axis=-1)
+        it.set_tensor(i["index"], p.quantize_input(frame, i["dtype"], *i["quantization"]))
         it.invoke()
         pred.append(int(np.argmax(it.get_tensor(o["index"])[0])))
     return np.array(pred)
@@ -45,7 +47,8 @@ def test_manifest_holds_measured_numbers(pipeline):
                                   "version": tf.__version__}
         assert v["tensorflow"] == tf.__version__
         # top-1 is measured on the whole test split: recount it image by image
-        pred = interpreter_top1(f, ds.test.x, ds.preprocessing)
+        p = Preprocessing.from_dict(tflite_metadata.load(str(f))["preprocessing"])
+        pred = interpreter_top1(f, ds.test.x, p)
         assert v["top1"] == pytest.approx(np.mean(pred == ds.test.y), abs=1e-9)
         assert v["top1"] > 0.85, v
         per_class = [v["per_class_top1"][label] * np.sum(ds.test.y == k)
@@ -59,11 +62,14 @@ def test_manifest_holds_measured_numbers(pipeline):
     assert 0.45 < by["float16"]["size_vs_float32"] < 0.6 and by["int8"]["size_vs_float32"] < 0.32
 
     assert by["float32"]["input"]["dtype"] == "float32" and by["float32"]["input"]["scale"] == 0.0
-    for end in ("input", "output"):
-        q = by["int8"][end]
-        assert q["dtype"] == "int8" and q["scale"] > 0 and -128 <= q["zero_point"] <= 127
+    # what an app feeds: an RGB frame, batch 1; int8 takes the raw uint8 pixels (scale 1, zero point 0)
+    assert all(v["input"]["shape"] == [1, 32, 32, 3] for v in m["variants"])
+    assert (by["int8"]["input"]["dtype"], by["int8"]["input"]["scale"], by["int8"]["input"]["zero_point"]) == \
+        ("uint8", 1.0, 0)
+    assert by["int8"]["output"]["dtype"] == "uint8"
     assert by["int8"]["output"]["scale"] == pytest.approx(1 / 256)   # softmax's fixed output range
-    assert by["int8"]["input"]["shape"] == [-1, 32, 32, 1]
+    assert by["int8"]["input_form"]["luminance"] and by["int8"]["input_form"]["normalization_in_graph"]
+    assert by["float32"]["input_form"]["preprocessing"] == {**ds.preprocessing.to_dict(), "channels": 3}
     assert by["int8"]["quantization"]["calibration"] == {"split": "calibration", "images": 64}
 
     assert m["evaluation"]["images"] == n and m["evaluation"]["split"] == "test"
@@ -93,10 +99,14 @@ def test_labels_and_eval_pack(pipeline):
 @pytest.mark.slow
 def test_metadata_carries_model_and_provenance(pipeline):
     root = pipeline.root
+    trained = pipeline.ds.preprocessing.to_dict()
     for name in VARIANTS:
         meta = tflite_metadata.load(str(root / f"{name}.tflite"))
         assert meta["variant"] == name and meta["labels"] == tiny.LABELS
-        assert meta["preprocessing"] == pipeline.ds.preprocessing.to_dict()
+        # what to do to a pixel for this file: RGB; int8 takes it as it is and normalizes inside
+        normalized = (0.0, 1.0) if name == "int8" else (127.5, 127.5)
+        assert meta["preprocessing"] == {**trained, "channels": 3, "mean": normalized[0], "std": normalized[1]}
+        assert meta["input"]["trained"] == trained and meta["input"]["luminance"]
         assert meta["model"] == {"arch": "v2", "alpha": 0.35, "resolution": 32, "channels": 1,
                                  "output_stride": pipeline.record["config"]["output_stride"],
                                  "input_shape": [32, 32, 1], "classes": 4,

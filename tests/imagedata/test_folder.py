@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from PIL import Image
 
 from imagedata.dataset import load_dataset
 from imagedata.folder import ImageFolderError
@@ -58,4 +59,42 @@ def test_corrupt_image_fails_or_is_skipped(image_folder, capsys):
     ds = load_dataset(str(root), P, skip_bad_images=True)
     assert ds.describe()["skipped_images"] == [str(bad)]
     assert sum(len(getattr(ds, k)) for k in ("train", "val", "calibration", "test")) == 30
-    assert "skipped 1 unreadable image" in capsys.readouterr().out
+    assert "skipped 1 unreadable image" in capsys.readouterr().err
+
+
+def test_one_class_is_an_error_naming_it(image_folder):
+    root = image_folder(classes=("cat",))
+    with pytest.raises(ImageFolderError, match=f"data dir '{root}' has one class folder, 'cat': a classifier "
+                                               f"needs at least 2"):
+        load_dataset(str(root), P)
+
+
+def test_a_class_emptied_by_skipping_is_an_error_naming_it(image_folder):
+    root = image_folder(per_class=10)
+    for f in (root / "dog").iterdir():
+        f.write_bytes(b"not an image")
+    with pytest.raises(ImageFolderError, match="cannot read image"):
+        load_dataset(str(root), P)
+    with pytest.raises(ImageFolderError, match=f"class 'dog' has no readable images left after skipping its "
+                                               f"bad ones \\(first: {root / 'dog'}/0.jpg\\): fix them, or remove "
+                                               f"{root / 'dog'}"):
+        load_dataset(str(root), P, skip_bad_images=True)
+
+
+def test_a_split_emptied_by_skipping_is_an_error(image_folder, tmp_path):
+    image_folder(tmp_path / "d" / "train", per_class=8)
+    image_folder(tmp_path / "d" / "val", per_class=1)
+    for f in (tmp_path / "d" / "val").rglob("*.*"):
+        f.write_bytes(b"junk")
+    with pytest.raises(ImageFolderError, match="the test split of .* has no readable images left"):
+        load_dataset(str(tmp_path / "d"), P, skip_bad_images=True)
+
+
+def test_hidden_files_are_not_images_and_more_formats_are(image_folder):
+    root = image_folder(per_class=10)
+    (root / "cat" / "._0.jpg").write_bytes(b"macOS resource fork")
+    (root / "cat" / ".DS_Store").write_bytes(b"\0")
+    Image.new("RGB", (20, 24), (1, 2, 3)).save(root / "cat" / "extra.webp")
+    Image.new("RGB", (20, 24), (1, 2, 3)).save(root / "dog" / "extra.bmp")
+    ds = load_dataset(str(root), P)
+    assert sum(len(getattr(ds, k)) for k in ("train", "val", "calibration", "test")) == 32

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from android_bench.device.evaluate import Classifier, evaluate
+from imagedata.preprocess import Preprocessing
 from quantize import convert, graph
 from quantize.config import ConfigError, QuantizeConfig
 from quantize.files import sha256
@@ -20,7 +21,10 @@ def ds():
 
 
 def val_top1(path, ds):
-    clf = Classifier(path.read_bytes(), preprocessing=ds.preprocessing)
+    """Top-1 on val of a quantize output, fed as quantize.json says its input is (int8: raw pixels)."""
+    summary = json.loads((path.parent / "quantize.json").read_text())
+    form = next(v["input"] for v in summary["variants"] if v["file"] == path.name)
+    clf = Classifier(path.read_bytes(), preprocessing=Preprocessing.from_dict(form["preprocessing"]))
     return evaluate(clf, ds.val.x, ds.val.y, ds.labels).top1
 
 
@@ -69,7 +73,7 @@ def test_budget_repairs_a_model_int8_breaks(tmp_path, ds):
     tensors = {f["tensor"] for f in b["float_layers"]}
     left = graph.float_ops((out / "int8.tflite").read_bytes())
     assert {op.tensor for op in left} == tensors
-    assert graph.io_types((out / "int8.tflite").read_bytes()) == (["int8"], ["int8"])
+    assert graph.io_types((out / "int8.tflite").read_bytes()) == (["uint8"], ["uint8"])
     int8 = summary["variants"][1]
     assert int8["name"] == "int8" and int8["float_layers"] == b["float_layers"]
     assert int8["converter"]["float_layers"] == [f["tensor"] for f in b["float_layers"]]

@@ -30,6 +30,8 @@ def test_table_has_the_real_layers_worst_first(report):
     rows = record["layers"]
     names = [r["layer"] for r in rows]
     assert LAYERS <= set(names), names                     # Keras names, not TFLite tensor soup
+    assert set(names) <= LAYERS, names                     # every row, the softmax's included
+    assert [r["op"] for r in rows if r["layer"] == "predictions"].count("SOFTMAX") == 1
     assert len(names) == len(set(r["tensor"] for r in rows))
     keys = [(r["rmse_over_scale"], r["max_abs_error"]) for r in rows]
     assert [k[0] for k in keys] == sorted((k[0] for k in keys), reverse=True)
@@ -73,6 +75,9 @@ def test_layer_name_from_fused_tensor_names():
     assert debug.layer_name(t, params) == "conv_dw_1"              # the one holding the weights
     assert debug.layer_name(t) == "conv_dw_1_relu"                 # without the model: the first
     assert debug.layer_name("StatefulPartitionedCall_1:0", params) == "StatefulPartitionedCall_1:0"
+    # the model's output (the softmax's) is named after the signature: it is the output layer's
+    assert debug.layer_name("StatefulPartitionedCall_1:0", params, "predictions") == "predictions"
+    assert debug.layer_name("model/conv_dw_1_1/depthwise", params, "predictions") == "conv_dw_1"
     assert debug.layer_name("functional_1/block_1_pad_1/Pad", {"block_1_pad": 0}) == "block_1_pad"
 
 
@@ -107,5 +112,6 @@ def test_cli_end_to_end_on_an_image_folder(tmp_path):
     assert record["images"] == 4
     names = {row["layer"] for row in record["layers"]}
     assert {"Conv1", "expanded_conv_depthwise", "predictions"} <= names, names
+    assert not [n for n in names if "StatefulPartitionedCall" in n or ":" in n], names
     assert f"| 1 | {record['layers'][0]['layer']} | " in r.output
     assert "wrote quant_debug.json, quant_debug.md, quant_debug.png in" in r.output

@@ -129,3 +129,18 @@ def test_unknown_variant_lists_the_choices(tmp_path):
     r = quantize(tmp_path / "m.keras", tmp_path / "q", "--variants", "float32,int4")
     assert r.exit_code == 2
     assert "expected a comma-separated list of float32, float16, dynamic_int8, int8, int16x8" in r.output
+
+
+@pytest.mark.slow
+def test_input_color_and_io_are_one_flag_away(tmp_path, folder):
+    src = source(tmp_path, folder)
+    r = quantize(src, tmp_path / "q", "--variants", "float32,int8", "--calibration-size", "4",
+                 "--input-color", "as_trained", "--io", "int8")
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "q" / "quantize.json").read_text())
+    assert summary["config"]["input_color"] == "as_trained" and summary["config"]["io"] == "int8"
+    assert [v["input"]["channels"] for v in summary["variants"]] == [1, 1]
+    from quantize import graph
+    assert graph.io_types((tmp_path / "q" / "int8.tflite").read_bytes()) == (["int8"], ["int8"])
+    r = quantize(src, tmp_path / "q2", "--input-color", "bgr")
+    assert r.exit_code == 2 and "'bgr' is not one of 'rgb', 'as_trained'" in r.output

@@ -2,22 +2,26 @@
 import pytest
 
 from quantize import files
-from quantize.config import IO, ConfigError, Granularity, QuantizeConfig, Variant
+from quantize.config import IO, ConfigError, Granularity, InputColor, QuantizeConfig, Variant
 
 
 def test_defaults_build_every_variant_float32_first():
     c = QuantizeConfig()
     assert [v.value for v in c.variants] == ["float32", "float16", "dynamic_int8", "int8", "int16x8"]
-    assert c.io is IO.INT8 and c.granularity is Granularity.PER_TENSOR
+    assert c.io is IO.UINT8 and c.granularity is Granularity.PER_TENSOR   # what an app feeds
+    assert c.input_color is InputColor.RGB
     assert 100 <= c.calibration_size <= 1000 and c.needs_calibration
 
 
 def test_variants_are_canonical_and_round_trip():
     c = QuantizeConfig(variants=("int8", "float32", "int8"), io="uint8", calibration_size=64)
     assert c.variants == (Variant.FLOAT32, Variant.INT8)
-    assert c.to_dict() == {"variants": ["float32", "int8"], "io": "uint8", "calibration_size": 64,
-                           "granularity": "per_tensor"}
+    assert c.to_dict() == {"variants": ["float32", "int8"], "io": "uint8", "input_color": "rgb",
+                           "calibration_size": 64, "granularity": "per_tensor"}
     assert QuantizeConfig.from_dict(c.to_dict()) == c
+    # a recipe written before input_color existed built the trained channels
+    old = {k: v for k, v in c.to_dict().items() if k != "input_color"}
+    assert QuantizeConfig.from_dict(old).input_color is InputColor.AS_TRAINED
     assert not QuantizeConfig(variants=("float16", "dynamic_int8")).needs_calibration
 
 
@@ -25,6 +29,7 @@ def test_variants_are_canonical_and_round_trip():
     ({"variants": ()}, "choose at least one variant"),
     ({"variants": ("int4",)}, "'int4' is not a valid Variant"),
     ({"io": "int16"}, "'int16' is not a valid IO"),
+    ({"input_color": "bgr"}, "'bgr' is not a valid InputColor"),
     ({"calibration_size": 0}, "calibration_size must be an integer >= 1 (an empty calibration set"),
     ({"calibration_size": 2.5}, "calibration_size must be an integer >= 1"),
 ])

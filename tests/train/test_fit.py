@@ -163,3 +163,18 @@ def test_imagenet_weights_load_by_name():
     ref = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, include_top=False)
     np.testing.assert_array_equal(model.get_layer("block_5_depthwise").get_weights()[0],
                                   ref.get_layer("block_5_depthwise").get_weights()[0])
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("arch, minimalistic", [("v3-small", False), ("v3-large", True)])
+def test_v3_imagenet_weights_load_by_name(arch, minimalistic):
+    """conv_2 sits in keras' top: it loads too, only the classifier is new."""
+    import keras
+    cfg = TrainConfig(arch=arch, alpha=1.0, resolution=96, channels=3, weights="imagenet",
+                      minimalistic=minimalistic)
+    model = fit.build_model(cfg, classes=5)
+    app = keras.applications.MobileNetV3Small if arch == "v3-small" else keras.applications.MobileNetV3Large
+    ref = app(input_shape=(96, 96, 3), minimalistic=minimalistic, include_preprocessing=False)
+    for name in ("expanded_conv_6_depthwise", "conv_2"):
+        np.testing.assert_array_equal(model.get_layer(name).get_weights()[0], ref.get_layer(name).get_weights()[0])
+    assert model.get_layer("logits").get_weights()[0].shape[-1] == 5
