@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
 import click
+
+from pipeline import quiet
 
 from train.config import OUTPUT_STRIDES, Arch, ConfigError, Strategy, TrainConfig, Weights
 
@@ -15,27 +15,11 @@ _DEFAULT = TrainConfig()
 
 
 def quiet_tensorflow(verbose: int) -> None:
-    """Import TensorFlow without its banners unless -v: absl's "All log messages before
-    absl::InitializeLog()" and the oneDNN notice are written to fd 2 by C++ during the import,
-    before TF_CPP_MIN_LOG_LEVEL applies, so fd 2 goes to a file for the import and what it
-    held is replayed only if the import fails."""
-    import tempfile
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
-    if verbose or "tensorflow" in sys.modules:
+    """TensorFlow's banners out of stderr unless -v (``pipeline.quiet``), and its Python
+    loggers at errors only."""
+    quiet.install(bool(verbose))
+    if verbose:
         return
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
     import logging
 
     import absl.logging

@@ -120,7 +120,7 @@ def commit(model, ckpt: Path, state: dict, new_best: bool) -> None:
     """Publish the epoch ``state["epochs_done"]``: last.keras (+ best.keras) + state.json."""
     epoch = state["epochs_done"]
     ckpt.mkdir(parents=True, exist_ok=True)
-    last, best = ckpt / LAST, ckpt / BEST
+    last = ckpt / LAST
     tmp = _partial(ckpt, LAST)
     try:
         try:

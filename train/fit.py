@@ -36,7 +36,7 @@ import numpy as np
 from imagedata.dataset import Dataset, load_dataset
 from imagedata.preprocess import Preprocessing
 from train import checkpoint
-from train.config import Arch, Strategy, TrainConfig
+from train.config import Arch, TrainConfig
 
 MODEL_FILE = "model.keras"
 MODEL_JSON = "model.json"
