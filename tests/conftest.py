@@ -3,6 +3,9 @@ Python 3.9), and CI's rule that a suite the README claims does not skip."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,12 +33,17 @@ def make_blobs(n: int, resolution: int, channels: int, classes: int, seed: int =
 
 def online(host="storage.googleapis.com", port=443, timeout=3.0) -> bool:
     """Whether a TCP connection to host:port opens: the test machine's view of the internet."""
-    import socket
     try:
         socket.create_connection((host, port), timeout=timeout).close()
         return True
     except OSError:
         return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def pytest_collection_modifyitems(config, items):

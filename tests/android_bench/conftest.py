@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from imagedata.fashion_mnist import default_cache_dir
-from tests.conftest import make_blobs, online
+from tests.conftest import free_port, make_blobs, online  # noqa: F401 (free_port: imported from here by the tests)
 
 RES, CLASSES = 16, 4
 LABELS = [f"c{i}" for i in range(CLASSES)]
@@ -95,12 +94,6 @@ def shadow_runtimes(folder: Path) -> Path:
         (folder / name / "__init__.py").write_text(
             f"raise ModuleNotFoundError({f'No module named {name!r}'!r}, name={name!r})\n")
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,12 @@ def test_learns_and_writes_model_with_provenance(tmp_path):
     assert saved["val_top1"] == max(h["val_accuracy"] for h in saved["history"])
     assert {"tensorflow", "keras", "numpy", "python"} <= set(saved["versions"])
     assert saved["model"]["macs"] > 0 and saved["timing"]["train_images_per_second"] > 0
+    assert saved["resumed_after_epochs"] == [] and saved["weights"] is None
+    assert saved["distribution"] == {"strategy": "default", "workers": 1, "task": "local", "replicas": 1,
+                                     "devices": ["/cpu:0"], "global_batch": 32, "steps_per_epoch": 16,
+                                     "peak_learning_rate": 3e-3}
+    state = json.loads((tmp_path / "train" / "state.json").read_text())
+    assert state["epochs_done"] == 3 and state["run_id"] == saved["run_id"]
 
     import keras
     best = keras.models.load_model(tmp_path / "model.keras")
@@ -49,47 +55,88 @@ def test_learns_and_writes_model_with_provenance(tmp_path):
     assert np.mean(pred == ds.test.y) == pytest.approx(rec["test_top1"], abs=1e-6)
 
 
-@pytest.mark.slow
-def test_interrupted_run_resumes_from_last_epoch(tmp_path):
+def _weights(path):
     import keras
-    ds = tiny_dataset()
+    return keras.models.load_model(path).get_weights()
 
-    class Stop(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
 
-    real_fit = keras.Model.fit
+def _same(a, b) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
 
-    def fit_then_interrupt(self, *a, **kw):
-        kw["callbacks"] = list(kw.get("callbacks", [])) + [Stop()]
-        return real_fit(self, *a, **kw)
 
-    keras.Model.fit = fit_then_interrupt
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            fit.run(CFG, tmp_path, dataset=ds, verbose=0)
-    finally:
-        keras.Model.fit = real_fit
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """CFG with flips and shifts, 3 epochs, in one go. (Flips swap the blobs' left and right
+    quadrants, so this run learns little: it is here for its randomness, not its accuracy.)"""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    return out, fit.run(CFG.replace(augment=True), out, dataset=tiny_dataset(), verbose=0)
+
+
+@pytest.mark.slow
+def test_same_seed_same_model(tmp_path, uninterrupted):
+    out, rec = uninterrupted
+    again = fit.run(CFG.replace(augment=True), tmp_path, dataset=tiny_dataset(), verbose=0)
+    assert _same(_weights(out / "model.keras"), _weights(tmp_path / "model.keras"))
+    assert again["history"][-1]["loss"] == rec["history"][-1]["loss"]
+    other = fit.run(CFG.replace(augment=True, seed=1, epochs=1), tmp_path / "s1", dataset=tiny_dataset(), verbose=0)
+    assert other["history"][0]["loss"] != rec["history"][0]["loss"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_resume_is_the_uninterrupted_run(tmp_path, monkeypatch, uninterrupted):
+    from train.checkpoint import TEST_HOOK
+    ref_out, ref = uninterrupted
+    cfg = CFG.replace(augment=True)
+    monkeypatch.setenv(TEST_HOOK, "state-written:2:interrupt")   # SIGINT, as Ctrl-C sends
+    with pytest.raises(fit.Interrupted) as stopped:
+        fit.run(cfg, tmp_path, dataset=tiny_dataset(), verbose=0)
+    last = tmp_path / "train" / "last.keras"
+    assert stopped.value.where.startswith(f"the last finished epoch (2 of 3) is in {last}")
     state = json.loads((tmp_path / "train" / "state.json").read_text())
     assert state["epochs_done"] == 2 and not (tmp_path / "model.keras").exists()
-    iterations = keras.models.load_model(tmp_path / "train" / "last.keras").optimizer.iterations.numpy()
-    assert iterations == 2 * (512 // 32)
+    import keras
+    assert keras.models.load_model(last).optimizer.iterations.numpy() == 2 * (512 // 32)
 
-    rec = fit.run(CFG, tmp_path, dataset=ds, resume=True, verbose=0)
+    monkeypatch.delenv(TEST_HOOK)
+    rec = fit.run(cfg, tmp_path, dataset=tiny_dataset(), resume=True, verbose=0)
     assert [h["epoch"] for h in rec["history"]] == [1, 2, 3]
-    assert rec["test_top1"] > 0.9
+    assert rec["resumed_after_epochs"] == [2] and ref["resumed_after_epochs"] == []
+    assert _same(_weights(tmp_path / "train" / "last.keras"), _weights(ref_out / "train" / "last.keras"))
+    assert rec["test_top1"] == ref["test_top1"]
+    timing = rec["timing"]
+    assert [(s["first_epoch"], s["last_epoch"]) for s in timing["sessions"]] == [(1, 2), (3, 3)]
+    assert timing["total_seconds"] >= timing["epochs_seconds"] == pytest.approx(
+        sum(h["seconds"] for h in rec["history"]))
 
     with pytest.raises(fit.ResumeError, match="another config"):
-        fit.run(CFG.replace(alpha=0.5), tmp_path, dataset=ds, resume=True, verbose=0)
+        fit.run(cfg.replace(alpha=0.5), tmp_path, dataset=tiny_dataset(), resume=True, verbose=0)
 
 
 @pytest.mark.slow
-def test_same_seed_same_first_epoch(tmp_path):
-    cfg = CFG.replace(epochs=1)
-    a = fit.run(cfg, tmp_path / "a", dataset=tiny_dataset(), verbose=0)
-    b = fit.run(cfg, tmp_path / "b", dataset=tiny_dataset(), verbose=0)
-    assert a["history"][0]["loss"] == pytest.approx(b["history"][0]["loss"], rel=1e-4)
+def test_weights_from_a_model_trained_earlier(tmp_path):
+    """Fine-tuning on 3 of the 4 classes: every layer but the classifier loads, and it shows."""
+    from quantize.files import sha256
+    from train.weights import load_weights
+    earlier = tmp_path / "earlier"
+    assert fit.run(CFG, earlier, dataset=tiny_dataset(), verbose=0)["test_top1"] > 0.9
+    three = tiny_dataset(classes=3)
+    cfg = CFG.replace(epochs=1, learning_rate=3e-4, weights=str(earlier / "model.keras"))
+    rec = fit.run(cfg, tmp_path / "tuned", dataset=three, verbose=0)
+    info = rec["weights"]
+    assert info["sha256"] == sha256(earlier / "model.keras")
+    assert info["layers_loaded"] == info["layers_with_weights"] - 1
+    assert [s["layer"] for s in info["skipped"]] == ["conv_preds"]
+    scratch = fit.run(cfg.replace(weights="none"), tmp_path / "scratch", dataset=three, verbose=0)
+    assert rec["test_top1"] > scratch["test_top1"] + 0.2, (rec["test_top1"], scratch["test_top1"])
+
+    import keras
+    source = keras.models.load_model(earlier / "model.keras")
+    source.save_weights(tmp_path / "earlier.weights.h5")
+    fresh = fit.build_model(CFG, 4)
+    info = load_weights(fresh, CFG.replace(weights=str(tmp_path / "earlier.weights.h5")))
+    assert info["layers_loaded"] == info["layers_with_weights"] and not info["skipped"]
+    x = tiny_dataset().preprocessing.normalize(tiny_dataset().test.x[:64])
+    np.testing.assert_array_equal(fresh.predict(x, verbose=0), source.predict(x, verbose=0))
 
 
 @pytest.mark.slow
@@ -107,8 +154,11 @@ def test_fashion_mnist_subset_loss_falls(tmp_path):
 
 @pytest.mark.network
 def test_imagenet_weights_load_by_name():
+    from train.weights import load_weights
     cfg = TrainConfig(arch="v2", alpha=0.35, resolution=96, channels=3, weights="imagenet")
     model = fit.build_model(cfg, classes=5)
+    info = load_weights(model, cfg)
+    assert info["source"] == "imagenet" and [s["layer"] for s in info["skipped"]] == ["predictions"]
     import keras
     ref = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, include_top=False)
     np.testing.assert_array_equal(model.get_layer("block_5_depthwise").get_weights()[0],
