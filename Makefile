@@ -7,6 +7,7 @@
 #   make pi-emu-bullseye        (root) the same on Debian bullseye, Python 3.9: TARGET=pi-emu-bullseye
 #   make sweep                  train, export and bench the grid in sweep.toml (SWEEP=grid.toml) into OUT/sweep
 #   make settings               every knob in effect for OUT, and where it comes from
+#   make appendix               re-measure every table of the README's appendix on this machine
 #   make test                   the fast test suite; CI adds the slow and arm ones
 # Knobs (defaults in train/config.py): ARCH ALPHA RES EPOCHS DATA OUT
 #   MINIMALISTIC=1 (with ARCH=v3-small or v3-large: no squeeze-and-excite, hard-swish or 5x5 kernels)
@@ -73,7 +74,7 @@ SRC_QUANTIZE := $(wildcard quantize/*.py) android_bench/device/evaluate.py
 # Only what export runs: the benchmark host side can change without re-exporting.
 SRC_EXPORT   := $(wildcard export/*.py) android_bench/device/evaluate.py android_bench/device/tflite_metadata.py
 
-.PHONY: all venv train quantize export bench pi-emu pi-emu-bullseye settings sweep profile test clean FORCE
+.PHONY: all venv train quantize export bench pi-emu pi-emu-bullseye settings sweep profile appendix test clean FORCE
 all: export
 
 venv: $(STAMP)
@@ -134,6 +135,10 @@ sweep: | $(STAMP)
 profile: $(STAMP)
 	$(PY) -m train profile $(if $(ARCH),--arch $(ARCH)) $(if $(MINIMALISTIC),--minimalistic) $(if $(ALPHA),--alpha $(ALPHA)) \
 	  $(if $(RES),--resolution $(RES),--resolution 224)
+
+# Every table of the README's appendix, measured here (about an hour on 2 cores): markdown on stdout.
+appendix: | $(STAMP)
+	$(PY) benchmarks/appendix.py --out $(OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "$(MARK)" $(PYTEST_ARGS)

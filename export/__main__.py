@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
 from export.config import ConfigError, ExportConfig
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TF's start-up chatter out of the way
+from pipeline import quiet
 
 _DEFAULT = ExportConfig()
 
@@ -46,8 +44,10 @@ def cli():
 @click.option("--data", default=None, help="test data location if not the one the model was trained on")
 @click.option("--license", "license_", default=_DEFAULT.license, show_default=True,
               help="the models' license, written in their standard metadata")
-def run(out, quantized, eval_size, batch_size, num_threads, data, license_):
+@click.option("-v", "--verbose", is_flag=True, help="keep TensorFlow's and the interpreters' banners")
+def run(out, quantized, eval_size, batch_size, num_threads, data, license_, verbose):
     """Write OUT/<variant>.tflite with metadata, labels.txt, eval_pack.npz and manifest.json."""
+    quiet.install(verbose)
     errors = _user_errors()
     quantized = quantized or out / "quantize"
     try:

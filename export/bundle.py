@@ -188,11 +188,10 @@ def run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | Non
     ``dataset`` skips loading the data (tests pass tiny ones); ``data`` loads
     another location than the one the model was trained on.
     """
-    from tqdm import tqdm
-
+    from pipeline import quiet
     from train.fit import machine
 
-    progress = progress or tqdm
+    progress = progress or quiet.progress
     out = Path(out)
     summary = read_summary(quantized)
     source = summary["source"]
