@@ -138,11 +138,14 @@ def main(images, repeats):
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             if n / wall > best[name][0]:
                 best[name] = (n / wall, 1000 * cpu / n)
+    from android_bench.device.fingerprint import cpu_model
+    print(f"{cpu_model() or 'unknown CPU'}, {os.cpu_count()} cores; load average "
+          + " ".join(f"{v:.1f}" for v in os.getloadavg()) + " at the end")
     for name, (rate, cpu) in best.items():
         print(f"{name:<24} {rate:8.0f} images/s  {cpu:6.2f} CPU s / 1k images")
     tuned = best["loop, aug in step, k=8"][0]
     print(f"tuned / plain fit        {tuned / best['plain fit'][0]:8.2f}x")
-    print(f"tuned / train_on_batch   {tuned / best['train_on_batch'][0]:8.2f}  "
+    print(f"tuned / train_on_batch   {tuned / best['train_on_batch'][0]:8.2f}  (the input pipeline's cost: 1 - this) "
           f"({config.arch.value}-{config.alpha:g} at {config.resolution} px, batch {batch}, "
           f"{os.cpu_count()} cores, TensorFlow {tf.__version__})")
 
