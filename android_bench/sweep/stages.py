@@ -164,10 +164,12 @@ def user_errors() -> tuple:
     from imagedata.preprocess import PreprocessingError
     from quantize.convert import QuantizeError
     from quantize.source import SourceError
+    from pipeline.publish import OutInUse, PublishError
+    from train.checkpoint import CheckpointError
     from train.fit import ResumeError
     return (BenchError, EvaluationError, ProtocolError, MetadataError, TargetError, ExportError,
             DataUnavailable, ImageFolderError, IdxError, PreprocessingError, QuantizeError, SourceError,
-            ResumeError, ValueError)
+            ResumeError, ValueError, OutInUse, PublishError, CheckpointError)
 
 
 def _train(c: Configuration, folder: Path, key: str, datasets: _Datasets, log) -> dict:
