@@ -24,6 +24,10 @@ def atomic_path(path: Path):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None:   # a failed write() names no file: name the one being written
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
