@@ -8,15 +8,17 @@ an interrupted export to redo with make export.
 """
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 
 import pytest
 
+from pipeline import publish
+
 from tests.robustness.conftest import cli, export_args, no_leftovers, one_error, published, quantize_args
 from tests.train import procs
 
-pytestmark = pytest.mark.slow
 OTHER = ("--license", "Other-1.0")   # another license: every .tflite of the new set differs
 
 
@@ -27,6 +29,7 @@ def killed(args, hook):
     return r
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hook", ["export-staged:0", "export-file:1", "export-file:3", "export-published:0"])
 def test_export_killed_leaves_the_old_set_the_new_set_or_no_manifest(built, out, hook):
     old = published(out, "manifest.json")
@@ -52,6 +55,7 @@ def test_export_killed_leaves_the_old_set_the_new_set_or_no_manifest(built, out,
         no_leftovers(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hook", ["quantize-variant:1", "quantize-published:0"])
 def test_quantize_killed_leaves_the_old_set_or_the_new_set(built, out, hook):
     old = published(out / "quantize", "quantize.json")
@@ -66,6 +70,7 @@ def test_quantize_killed_leaves_the_old_set_or_the_new_set(built, out, hook):
     no_leftovers(out / "quantize")
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_told_who_holds_out(built, out):
     old = published(out, "manifest.json")
     first = procs.start(export_args(out, built.data, *OTHER), hook="export-staged:0:pause")
@@ -85,6 +90,7 @@ def test_a_second_writer_is_told_who_holds_out(built, out):
     no_leftovers(out)
 
 
+@pytest.mark.slow
 def test_two_exports_at_once_leave_one_complete_set(built, out):
     runs = [procs.start(export_args(out, built.data, "--license", name)) for name in ("A-1.0", "B-1.0")]
     results = [(p.wait(timeout=600), p.stdout.read()) for p in runs]
@@ -96,12 +102,12 @@ def test_two_exports_at_once_leave_one_complete_set(built, out):
     no_leftovers(out)
 
 
+@pytest.mark.slow
 def test_export_into_a_folder_of_its_own_and_a_record_of_another_shape(built, tmp_path):
     """publish_files' stale-file rule: a variant the new set no longer has is removed after the swap."""
     out = tmp_path / "build"
     subprocess.run(["cp", "-r", str(built.base), str(out)], check=True)
     (out / "int8.tflite").write_bytes(b"from an older set")
-    import json
     doc = json.loads((out / "manifest.json").read_text())
     doc["variants"].append({"name": "int8", "file": "int8.tflite", "size_bytes": 17, "sha256": "0" * 64})
     (out / "manifest.json").write_text(json.dumps(doc))
@@ -109,3 +115,43 @@ def test_export_into_a_folder_of_its_own_and_a_record_of_another_shape(built, tm
     assert r.returncode == 0, r.stdout + r.stderr
     assert not (out / "int8.tflite").exists()
     assert set(published(out, "manifest.json")) == {"float32.tflite", "dynamic_int8.tflite", "eval_pack.npz"}
+
+
+def _set(folder, name):
+    """A set of two files and its record, written into a staging folder."""
+    (folder / "a.tflite").write_text(f"a of {name}")
+    (folder / "b.tflite").write_text(f"b of {name}")
+    (folder / "quantize.json").write_text(json.dumps({"variants": [{"file": "a.tflite"}, {"file": "b.tflite"}],
+                                                      "name": name}))
+
+
+def test_a_folder_of_its_own_is_swapped_and_a_shared_one_keeps_its_other_files(tmp_path):
+    q = tmp_path / "quantize"
+    for name in ("old", "new"):
+        with publish.staged(q, "quantize.json", folder=True) as stage:
+            _set(stage, name)
+    assert json.loads((q / "quantize.json").read_text())["name"] == "new"
+    assert (q / "a.tflite").read_text() == "a of new"
+    (q / "notes.txt").write_text("mine")                  # not the set's: the files are renamed in instead
+    with publish.staged(q, "quantize.json", folder=True) as stage:
+        _set(stage, "third")
+        (stage / "b.tflite").unlink()                     # the new set has no b: the old b goes
+        (stage / "quantize.json").write_text(json.dumps({"variants": [{"file": "a.tflite"}], "name": "third"}))
+    assert (q / "notes.txt").read_text() == "mine" and not (q / "b.tflite").exists()
+    assert (q / "a.tflite").read_text() == "a of third"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quantize"]
+
+
+def test_a_failed_block_publishes_nothing_and_leaves_no_staging_folder(tmp_path):
+    q = tmp_path / "quantize"
+    with publish.staged(q, "quantize.json", folder=True) as stage:
+        _set(stage, "old")
+    with pytest.raises(KeyboardInterrupt):
+        with publish.staged(q, "quantize.json", folder=True) as stage:
+            (stage / "a.tflite").write_text("half")
+            raise KeyboardInterrupt
+    with pytest.raises(publish.PublishError, match="was not written"):
+        with publish.staged(q, "quantize.json", folder=True) as stage:
+            (stage / "a.tflite").write_text("no record")
+    assert (q / "a.tflite").read_text() == "a of old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quantize"]
