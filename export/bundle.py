@@ -140,6 +140,17 @@ def read_summary(quantized: Path) -> dict:
     return summary
 
 
+def _checked_summary(quantized: Path) -> dict:
+    """read_summary, and the labels an app will read (check_labels)."""
+    summary = read_summary(quantized)
+    source = summary.get("source")
+    if not isinstance(source, dict) or not isinstance(source.get("labels"), list):
+        raise ExportError(f"'{Path(quantized) / SUMMARY}' has no source model labels: run quantize again "
+                          f"(python -m quantize --out {quantized}, or make export)")
+    check_labels(source["labels"])
+    return summary
+
+
 def metadata_record(summary: dict, variant: dict) -> dict:
     """The JSON each .tflite carries: enough to classify an image with nothing else."""
     source = summary["source"]
@@ -209,17 +220,16 @@ def run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | Non
     from tqdm import tqdm
 
     out = Path(out)
-    read_summary(quantized)   # a missing or stale quantize.json fails before OUT is touched
+    _checked_summary(quantized)   # a missing or stale quantize.json fails before OUT is touched
     with publish.lock(out):   # and is read again under the lock, which keeps quantize out of OUT
         return _run(config, quantized, out, dataset, data, progress or tqdm)
 
 
 def _run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | None, data: str | None,
          progress) -> dict:
-    summary = read_summary(quantized)
+    summary = _checked_summary(quantized)
     source = summary["source"]
     labels = list(source["labels"])
-    check_labels(labels)
     p = Preprocessing.from_dict(source["preprocessing"])
     if dataset is None:
         dataset = load_data(source, data, progress)
