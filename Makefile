@@ -68,11 +68,12 @@ options = $(wordlist 2,999,$(1))
 MARK   ?= not slow and not arm and not network and not device
 
 SRC_DATA  := $(wildcard imagedata/*.py)
-SRC_TRAIN := $(wildcard train/*.py)
+SRC_TRAIN := $(wildcard train/*.py) pipeline/publish.py
 # The accuracy budget (MAX_DROP) measures top-1 with the device evaluator.
-SRC_QUANTIZE := $(wildcard quantize/*.py) android_bench/device/evaluate.py
+SRC_QUANTIZE := $(wildcard quantize/*.py) android_bench/device/evaluate.py pipeline/publish.py
 # Only what export runs: the benchmark host side can change without re-exporting.
-SRC_EXPORT   := $(wildcard export/*.py) android_bench/device/evaluate.py android_bench/device/tflite_metadata.py
+SRC_EXPORT   := $(wildcard export/*.py) android_bench/device/evaluate.py android_bench/device/tflite_metadata.py \
+                android_bench/device/measure.py pipeline/publish.py
 
 .PHONY: all venv train quantize export bench pi-emu pi-emu-bullseye settings sweep profile appendix test clean FORCE
 all: export

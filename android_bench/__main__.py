@@ -10,7 +10,7 @@ import click
 from android_bench.config import BenchConfig, ConfigError, Runtime, Xnnpack
 from android_bench.device.measure import Protocol
 from android_bench.pi_emu import BOOKWORM, USERLANDS
-from pipeline import quiet
+from pipeline import publish, quiet
 from pipeline.quiet import count
 
 _DEFAULT = BenchConfig()
@@ -142,9 +142,9 @@ def run(models, target, python, threads, xnnpack, runtime, eval_pack, no_accurac
                 results.append(bench.run(one_config, one_target, resolved, eval_pack, out, on_line=on_line,
                                          optional=optional))
                 on_line(f"wrote {results[-1].path}" if results[-1].path else f"skipped {results[-1].skipped}")
-    except (ConfigError, ProtocolError, TargetError, bench.BenchError) as e:
+    except (ConfigError, ProtocolError, TargetError, bench.BenchError, OSError) as e:
         close()
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(publish.message(e)) from None
     close()
     failed = [result for result in results if result.failed]
     if failed:
@@ -161,8 +161,8 @@ def report(out):
     from android_bench import report as merge
     try:
         doc = merge.write(out)
-    except merge.ReportError as e:
-        raise click.ClickException(str(e)) from None
+    except (merge.ReportError, OSError) as e:
+        raise click.ClickException(publish.message(e)) from None
     click.echo(merge.markdown(doc["results"]))
     click.echo(f"wrote {out / merge.REPORT_JSON}, {out / merge.REPORT_MD} and {out / merge.REPORT_PNG}")
 
@@ -208,8 +208,8 @@ def parse(file, as_json):
     from android_bench import benchmark_model
     try:
         parsed = benchmark_model.parse(file.read())
-    except benchmark_model.BenchmarkOutputError as e:
-        raise click.ClickException(f"{file.name}: {e}") from None
+    except (benchmark_model.BenchmarkOutputError, OSError) as e:
+        raise click.ClickException(f"{file.name}: {publish.message(e)}") from None
     click.echo(json.dumps(parsed, indent=1) if as_json else benchmark_model.summary(parsed))
 
 
@@ -283,8 +283,8 @@ def sweep(grid, out, target, python, threads, remeasure, identity, ssh_options):
                    err=True)
         entries = stages.run(config, out, where, remeasure=remeasure, log=lambda line: click.echo(line, err=True))
         doc = sweep_report.write(config, entries, out)
-    except (sweep_grid.GridError, ConfigError, TargetError, ImageFolderError) as e:
-        raise click.ClickException(str(e)) from None
+    except (sweep_grid.GridError, ConfigError, TargetError, ImageFolderError, OSError) as e:
+        raise click.ClickException(publish.message(e)) from None
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; the finished stages are kept in {out}/<config-id>/done/ and training from its "
                    f"last epoch: run the same command again to continue.", err=True)

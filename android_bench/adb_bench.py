@@ -275,9 +275,7 @@ def run(config: BenchConfig, target: AdbTarget, models: Sequence[Path], eval_pac
     """Benchmark ``models`` with benchmark_model on the phone; writes OUT/results/<adb_SERIAL>__benchmark_model.json."""
     models = bench.resolve_models(models)
     binary = binary_path(options.binary)
-    if eval_pack is not None and not Path(eval_pack).is_file():
-        raise bench.BenchError(f"eval pack '{eval_pack}' does not exist: export writes it (make export), "
-                               f"or pass --no-accuracy for latency only")
+    bench.check_eval_pack(eval_pack)
     on_line = on_line or (lambda line: print(line, file=sys.stderr))
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     target = target.resolved()

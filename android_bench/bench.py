@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 from android_bench.config import BenchConfig, Runtime
 from android_bench.device import runner
 from android_bench.targets import Session, Target, TargetError
+from pipeline import publish
 from quantize import files
 
 RESULTS = "results"
@@ -55,17 +56,22 @@ def device_files() -> dict[str, Path]:
 
 def resolve_models(paths: Sequence[Path]) -> list[Path]:
     """.tflite files as given, a manifest.json as the variants it lists; names must be distinct."""
+    from export import verify
     models: list[Path] = []
     for path in map(Path, paths):
-        if path.name == MANIFEST or path.suffix == ".json":
-            if not path.is_file():
-                raise BenchError(f"'{path}' does not exist: export first (make export), or pass .tflite files")
-            manifest = json.loads(path.read_text())
-            models += [path.parent / v["file"] for v in manifest.get("variants", [])]
-        elif ".partial" in path.name:
-            continue   # an interrupted write of export (quantize.files.atomic_path)
-        else:
-            models.append(path)
+        try:
+            if path.name == MANIFEST or path.suffix == ".json":
+                if not path.is_file() and not publish.leftovers(path.parent, "export"):
+                    raise BenchError(f"'{path}' does not exist: export first (make export), or pass .tflite files")
+                manifest = verify.manifest(path, pack=False)   # the eval pack: check_eval_pack
+                models += [path.parent / v["file"] for v in manifest["variants"]]
+            elif ".partial" in path.name:
+                continue   # an interrupted write of export (quantize.files.atomic_path)
+            else:
+                verify.beside(path)   # a .tflite that a manifest beside it lists must be the one it measured
+                models.append(path)
+        except verify.VerifyError as e:
+            raise BenchError(str(e)) from None
     if not models:
         raise BenchError("no models to benchmark: pass .tflite files or a manifest.json")
     missing = [str(m) for m in models if not m.is_file()]
@@ -77,6 +83,28 @@ def resolve_models(paths: Sequence[Path]) -> list[Path]:
         raise BenchError(f"two models named {', '.join(dupes)}: variants are told apart by file name, "
                          f"got {[str(m) for m in models]}")
     return models
+
+
+def check_eval_pack(eval_pack: Path | None) -> None:
+    """On the host, before anything is copied: the eval pack exists and is one (its arrays), and
+    is the one the manifest beside it measured (size, sha256, labels, images)."""
+    if eval_pack is None:
+        return
+    from android_bench.device.measure import ProtocolError, read_eval_pack
+    from export import verify
+    eval_pack = Path(eval_pack)
+    if not eval_pack.is_file():
+        raise BenchError(f"eval pack '{eval_pack}' does not exist: export writes it (make export), "
+                         f"or pass --no-accuracy for latency only")
+    manifest = eval_pack.parent / MANIFEST
+    try:
+        doc = verify.read(manifest) if manifest.is_file() else None
+        if doc is not None and doc["eval_pack"].get("file") == eval_pack.name:
+            verify.eval_pack(eval_pack, doc, manifest)
+        else:
+            read_eval_pack(str(eval_pack))
+    except (verify.VerifyError, ProtocolError) as e:
+        raise BenchError(str(e)) from None
 
 
 def _check(session: Session) -> dict:
@@ -112,9 +140,7 @@ def run(config: BenchConfig, target: Target, models: Sequence[Path], eval_pack: 
 
     ``optional``: a target without the runtime is skipped (``BenchRun.skipped`` says why), not an error."""
     models = resolve_models(models)
-    if eval_pack is not None and not Path(eval_pack).is_file():
-        raise BenchError(f"eval pack '{eval_pack}' does not exist: export writes it (make export), "
-                         f"or pass --no-accuracy for latency only")
+    check_eval_pack(eval_pack)
     payload = {**device_files(), **{f"models/{m.name}": m for m in models}}
     if eval_pack is not None:
         payload[EVAL_PACK] = Path(eval_pack)

@@ -30,7 +30,9 @@ Android benchmark app (through ``adb logcat``), old and current:
 Times are µs as printed (``*_us``), memory MB (``*_mb``). Output that is not
 benchmark_model's, or stops before the timed runs' statistics and the summary
 (a crash, a kill, a cut log) raises ``BenchmarkOutputError`` saying what is
-missing: a number is never made up, and never 0 for "not found".
+missing: a number is never made up, and never 0 for "not found". A timing or a
+count that cannot be (negative, nan, inf) is refused the same way. Messages quote
+at most the first 200 characters of a line: a log can be one 50 MB line.
 """
 from __future__ import annotations
 
@@ -73,6 +75,22 @@ class BenchmarkOutputError(ValueError):
     """The text is not (complete) benchmark_model output; the message says what is missing."""
 
 
+QUOTE = 200   # characters of an offending line quoted in an error
+
+
+def _quote(text: str) -> str:
+    """``text`` for an error message: its first QUOTE characters, repr-quoted."""
+    return repr(text[:QUOTE]) + (f"... ({len(text)} characters)" if len(text) > QUOTE else "")
+
+
+def _timings(values: dict[str, Any], text: str) -> None:
+    """Refuse timings and counts that cannot be: nan or inf (None here), or negative."""
+    bad = [k for k, v in values.items() if v is None or v < 0]
+    if bad:
+        raise BenchmarkOutputError(f"impossible {', '.join(bad)} (negative, nan or inf) in {_quote(text)}: "
+                                   f"a timing or a count is a finite number >= 0")
+
+
 def _number(text: str) -> float | int | None:
     """A C++-printed number: int when integral, float otherwise, None for nan/inf."""
     value = float(text)
@@ -105,20 +123,21 @@ def parse_stat(line: str) -> dict[str, Any]:
     """
     text = line.strip()
     if not _STAT_LINE.match(text):
-        raise BenchmarkOutputError(f"malformed statistics line (cut off?): {text!r}")
+        raise BenchmarkOutputError(f"malformed statistics line (cut off?): {_quote(text)}")
     fields = {k: _number(v) for k, v in _STAT_FIELD.findall(text)}
+    _timings(fields, text)
     if fields["count"] == 0:
         return {"count": 0}
     if "min" not in fields:   # all runs the same
         if "curr" not in fields:
-            raise BenchmarkOutputError(f"statistics line without min/max or curr: {text!r}")
+            raise BenchmarkOutputError(f"statistics line without min/max or curr: {_quote(text)}")
         same = fields["curr"]
         fields = {"count": fields["count"], "first": same, "curr": same, "min": same, "max": same,
                   "avg": same, "std": 0, **{k: v for k, v in fields.items() if k in ("p5", "median", "p95")}}
     else:
         missing = [k for k in ("first", "curr", "max", "avg", "std") if k not in fields]
         if missing:
-            raise BenchmarkOutputError(f"statistics line without {', '.join(missing)} (cut off?): {text!r}")
+            raise BenchmarkOutputError(f"statistics line without {', '.join(missing)} (cut off?): {_quote(text)}")
     return fields
 
 
@@ -189,7 +208,10 @@ def parse(text: str) -> dict[str, Any]:
                 columns = None
                 continue
             if body.startswith("Number of nodes executed:"):
-                section["nodes_executed"] = int(body.split(":", 1)[1])
+                nodes = body.split(":", 1)[1].strip()
+                if not nodes.isdigit():
+                    raise BenchmarkOutputError(f"malformed node count (cut off?): {_quote(body)}")
+                section["nodes_executed"] = int(nodes)
                 table = columns = None
                 continue
             if body.startswith("Timings (microseconds):"):
@@ -202,14 +224,14 @@ def parse(text: str) -> dict[str, Any]:
                 if columns is None:
                     columns = _header(body)
                     if columns is None and body:
-                        raise BenchmarkOutputError(f"op-profiling table without its header line: {body!r}")
+                        raise BenchmarkOutputError(f"op-profiling table without its header line: {_quote(body)}")
                     continue
                 if not body:
                     table = columns = None
                     continue
                 row = _table_row(line, columns)
                 if row is None:
-                    raise BenchmarkOutputError(f"malformed op-profiling row (cut off?): {body!r}")
+                    raise BenchmarkOutputError(f"malformed op-profiling row (cut off?): {_quote(body)}")
                 table.append(row)
                 continue
         if body.startswith("count="):
@@ -218,16 +240,19 @@ def parse(text: str) -> dict[str, Any]:
         elif "Inference timings in us:" in body and not body.startswith("Average"):
             m = _SUMMARY.search(body)
             if not m:
-                raise BenchmarkOutputError(f"malformed summary line (cut off?): {body!r}")
-            out.update(format="current", init_us=_number(m.group(1)), first_us=_number(m.group(2)),
-                       warmup_avg_us=_number(m.group(3)), avg_us=_number(m.group(4)))
+                raise BenchmarkOutputError(f"malformed summary line (cut off?): {_quote(body)}")
+            found = dict(init_us=_number(m.group(1)), first_us=_number(m.group(2)),
+                         warmup_avg_us=_number(m.group(3)), avg_us=_number(m.group(4)))
+            _timings(found, body)
+            out.update(format="current", **found)
             section = None
         elif body.startswith("Average inference timings in us:"):
             m = _OLD_SUMMARY.search(body)
             if not m:
-                raise BenchmarkOutputError(f"malformed summary line (cut off?): {body!r}")
-            out.update(format="older", warmup_avg_us=_number(m.group(1)), init_us=_number(m.group(2)),
-                       avg_us=_number(m.group(3)))
+                raise BenchmarkOutputError(f"malformed summary line (cut off?): {_quote(body)}")
+            found = dict(warmup_avg_us=_number(m.group(1)), init_us=_number(m.group(2)), avg_us=_number(m.group(3)))
+            _timings(found, body)
+            out.update(format="older", **found)
             section = None
         elif "memory footprint" in body.lower():
             m, peak = _MEMORY.search(body), _PEAK.search(body)
@@ -236,7 +261,7 @@ def parse(text: str) -> dict[str, Any]:
             elif peak:
                 out["peak_memory_mb"] = _number(peak.group(1))
             elif "(MB)" in body:
-                raise BenchmarkOutputError(f"malformed memory line (cut off?): {body!r}")
+                raise BenchmarkOutputError(f"malformed memory line (cut off?): {_quote(body)}")
         elif _MODEL_SIZE.search(body):
             out["model_size_mb"] = _number(_MODEL_SIZE.search(body).group(1))
         elif _RUNNING.search(body):
@@ -248,19 +273,19 @@ def _finish(out: dict[str, Any], stats: list[dict[str, Any]], errors: list[str],
             text: str) -> dict[str, Any]:
     if not stats and "avg_us" not in out:
         if errors:
-            raise BenchmarkOutputError(f"benchmark_model failed: {' | '.join(errors[-3:])}")
+            raise BenchmarkOutputError(f"benchmark_model failed: {' | '.join(e[:QUOTE] for e in errors[-3:])}")
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        seen = f"it starts with {lines[0][:120]!r}" if lines else "it is empty"
+        seen = f"it starts with {_quote(lines[0])}" if lines else "it is empty"
         raise BenchmarkOutputError(f"this is not benchmark_model output: no 'Inference timings in us' summary and "
                                    f"no 'count=' statistics ({seen})")
     if loops > len(stats):
         raise BenchmarkOutputError(f"the output stops inside a run loop: {loops} loops started, {len(stats)} "
                                    f"finished (the binary crashed or was killed)"
-                                   + (f": {' | '.join(errors[-3:])}" if errors else ""))
+                                   + (f": {' | '.join(e[:QUOTE] for e in errors[-3:])}" if errors else ""))
     if "avg_us" not in out:
         raise BenchmarkOutputError("the output stops before the 'Inference timings in us' summary (the binary "
                                    "crashed or was killed, or the log was cut)"
-                                   + (f": {' | '.join(errors[-3:])}" if errors else ""))
+                                   + (f": {' | '.join(e[:QUOTE] for e in errors[-3:])}" if errors else ""))
     if not stats:
         raise BenchmarkOutputError("the output has a summary but no 'count=' statistics of the timed runs")
     timed = stats[-1]

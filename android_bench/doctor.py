@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import tempfile
 from dataclasses import asdict, dataclass, field

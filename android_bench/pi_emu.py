@@ -219,7 +219,7 @@ def check_host(register: bool = True) -> dict:
         entry = binfmt_entry()
     if entry is None:
         raise CannotEmulate(f"qemu-aarch64 is not registered with binfmt_misc: update-binfmts --enable qemu-aarch64 "
-                            f"(or run this as root, which registers it)")
+                            "(or run this as root, which registers it)")
     if not entry["enabled"]:
         raise CannotEmulate(f"the binfmt_misc entry {QEMU_NAME} is disabled: echo 1 > {BINFMT / QEMU_NAME}")
     if "F" not in entry["flags"]:

@@ -1,13 +1,12 @@
 """python -m export run|table|classify -- see ``python -m export --help``."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from export.config import ConfigError, ExportConfig
-from pipeline import quiet
+from pipeline import publish, quiet
 
 _DEFAULT = ExportConfig()
 
@@ -17,13 +16,16 @@ def _user_errors():
     from android_bench.device.tflite_metadata import MetadataError
     from export.bundle import ExportError
     from export.model_metadata import MetadataMismatch
+    from export.verify import VerifyError
+    from pipeline.publish import OutInUse, PublishError
     from imagedata.fashion_mnist import DataUnavailable
     from imagedata.folder import ImageFolderError
     from imagedata.idx import IdxError
     from imagedata.preprocess import PreprocessingError
     from quantize.source import SourceError
     return (ConfigError, DataUnavailable, EvaluationError, ExportError, ImageFolderError, IdxError,
-            MetadataError, MetadataMismatch, PreprocessingError, SourceError)
+            MetadataError, MetadataMismatch, OutInUse, PreprocessingError, PublishError, SourceError, VerifyError)
+
 
 
 @click.group()
@@ -55,20 +57,23 @@ def run(out, quantized, eval_size, batch_size, num_threads, data, license_, verb
                               license=license_)
         from export import bundle
         manifest = bundle.run(config, quantized, out, data=data)
-    except errors as e:
-        raise click.ClickException(str(e)) from None
+    except (*errors, OSError) as e:
+        raise click.ClickException(publish.message(e)) from None
     click.echo(bundle.table(manifest))
     click.echo(f"wrote {', '.join(e['file'] for e in manifest['variants'])}, {bundle.LABELS}, "
                f"{bundle.EVAL_PACK} and {bundle.MANIFEST} in {out}")
 
 
 @cli.command()
-@click.argument("manifest", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+@click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path),
                 default=Path("build/manifest.json"))
 def table(manifest):
-    """Print the README table of a manifest.json."""
-    from export import bundle
-    click.echo(bundle.table(json.loads(manifest.read_text())))
+    """Print the README table of a manifest.json, once its files are checked against it."""
+    from export import bundle, verify
+    try:
+        click.echo(bundle.table(verify.manifest(manifest)))
+    except (verify.VerifyError, OSError) as e:
+        raise click.ClickException(publish.message(e)) from None
 
 
 @cli.command()
@@ -80,8 +85,8 @@ def classify(model, images, top):
     from export.classify import classify as run_classify
     try:
         results = run_classify(model, list(images), top)
-    except _user_errors() as e:
-        raise click.ClickException(str(e)) from None
+    except (*_user_errors(), OSError) as e:
+        raise click.ClickException(publish.message(e)) from None
     for path, best in zip(images, results):
         click.echo(f"{path}: " + ", ".join(f"{label} {score:.3f}" for label, score in best))
 

@@ -17,6 +17,15 @@ Writes, each under a temporary name first:
   types and quantization, and top-1 on the whole test split measured here by a
   real interpreter (``android_bench.device.evaluate``, the same code the device
   runs), per class and as agreement with the float32 .tflite's top-1.
+
+They are published as one set (``pipeline.publish``) while ``OUT/.lock`` is held:
+everything is written and measured in ``OUT/.export.<pid>.partial/``; then the old
+manifest.json is removed, the files are renamed into OUT one by one, and the new
+manifest.json comes last. OUT also holds model.keras, train/ and quantize/, so it
+cannot be swapped as a folder: in the short window without a manifest, consumers
+(``export.verify``) say there is no complete set and that ``make export`` rebuilds
+it; an old manifest never describes a new file. Consumers check each file's size and
+sha256 and the eval pack against the manifest before they use them.
 """
 from __future__ import annotations
 
@@ -31,8 +40,10 @@ from android_bench.device.tflite_metadata import FORMAT, METADATA_NAME
 from export import model_metadata
 from export.config import ExportConfig
 from export.metadata import pack
+from export.verify import SCHEMA_VERSION
 from imagedata.dataset import Dataset, Split
 from imagedata.preprocess import Preprocessing
+from pipeline import publish
 from quantize import files
 from quantize.convert import SUMMARY
 from quantize.source import load_data
@@ -113,12 +124,30 @@ def read_summary(quantized: Path) -> dict:
     if not path.is_file():
         raise ExportError(f"'{path}' does not exist: quantize first "
                           f"(python -m quantize --out {quantized}, or make export)")
-    summary = json.loads(path.read_text())
+    rebuild = f"run quantize again (python -m quantize --out {quantized}, or make export)"
+    try:
+        summary = publish.read_record(path, SUMMARY, rebuild)
+    except publish.PublishError as e:
+        raise ExportError(str(e)) from None
+    if not isinstance(summary.get("variants"), list) or not all(
+            isinstance(v, dict) and {"name", "file", "sha256"} <= v.keys() for v in summary["variants"]):
+        raise ExportError(f"'{path}' has no list of variants with name, file and sha256: {rebuild}")
     for v in summary["variants"]:
         f = Path(quantized) / v["file"]
         if not f.is_file() or files.sha256(f) != v["sha256"]:
             raise ExportError(f"'{f}' is missing or differs from the one {path.name} describes "
                               f"(a later or interrupted quantize run?): run quantize again")
+    return summary
+
+
+def _checked_summary(quantized: Path) -> dict:
+    """read_summary, and the labels an app will read (check_labels)."""
+    summary = read_summary(quantized)
+    source = summary.get("source")
+    if not isinstance(source, dict) or not isinstance(source.get("labels"), list):
+        raise ExportError(f"'{Path(quantized) / SUMMARY}' has no source model labels: run quantize again "
+                          f"(python -m quantize --out {quantized}, or make export)")
+    check_labels(source["labels"])
     return summary
 
 
@@ -189,14 +218,18 @@ def run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | Non
     another location than the one the model was trained on.
     """
     from pipeline import quiet
-    from train.fit import machine
 
-    progress = progress or quiet.progress
     out = Path(out)
-    summary = read_summary(quantized)
+    _checked_summary(quantized)   # a missing or stale quantize.json fails before OUT is touched
+    with publish.lock(out):   # and is read again under the lock, which keeps quantize out of OUT
+        return _run(config, quantized, out, dataset, data, progress or quiet.progress)
+
+
+def _run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | None, data: str | None,
+         progress) -> dict:
+    summary = _checked_summary(quantized)
     source = summary["source"]
     labels = list(source["labels"])
-    check_labels(labels)
     p = Preprocessing.from_dict(source["preprocessing"])
     if dataset is None:
         dataset = load_data(source, data, progress)
@@ -208,6 +241,20 @@ def run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | Non
         raise ExportError("the test split is empty: top-1 needs test images; use data with more images")
     p.check_images(test.x)
 
+    with publish.staged(out, MANIFEST, point="export") as stage:
+        manifest = _write_set(config, summary, quantized, dataset, stage, progress)
+    return manifest
+
+
+def _write_set(config: ExportConfig, summary: dict, quantized: Path, dataset: Dataset, out: Path,
+               progress) -> dict:
+    """The set (.tflite files, labels, eval pack, manifest last) into ``out``, a staging folder."""
+    from train.fit import machine
+
+    source = summary["source"]
+    labels = list(source["labels"])
+    p = Preprocessing.from_dict(source["preprocessing"])
+    test = dataset.test
     written = []
     for v in summary["variants"]:
         raw = (Path(quantized) / v["file"]).read_bytes()
@@ -217,9 +264,9 @@ def run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | Non
         tflite = pack(raw, {model_metadata.NAME: model_metadata.build(card), METADATA_NAME: record},
                       files={card.labels_file: model_metadata.labels_text(labels)}, batch=1)
         model_metadata.check(tflite, card)
-        files.write_bytes(path, tflite)
+        path.write_bytes(tflite)
         written.append((v, path))
-    files.write_bytes(out / LABELS, model_metadata.labels_text(labels))
+    (out / LABELS).write_bytes(model_metadata.labels_text(labels))
     seed = int(source.get("config", {}).get("seed", 0))
     subset, how = eval_subset(test, config.eval_size, seed)
     pack_info = {"split": "test", "images": len(subset), "of": len(test), "selection": how,
@@ -242,6 +289,7 @@ def run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | Non
 
     manifest = {
         "artifact": MANIFEST,
+        "schema_version": SCHEMA_VERSION,
         "variants": entries,
         "labels": labels,
         "preprocessing": p.to_dict(),
@@ -261,7 +309,7 @@ def run(config: ExportConfig, quantized: Path, out: Path, dataset: Dataset | Non
         "versions": {**summary["versions"], runtime["name"]: runtime["version"]},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    files.write_json(out / MANIFEST, manifest)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from pipeline import quiet
+from pipeline import publish, quiet
 from pipeline.quiet import count
 from quantize.config import IO, ConfigError, Granularity, InputColor, QuantizeConfig, Variant
 
@@ -45,8 +45,10 @@ def _user_errors():
     from quantize.convert import QuantizeError
     from quantize.debug import DebugError
     from quantize.source import SourceError
+    from pipeline.publish import OutInUse, PublishError
     return (BudgetError, ConfigError, DataUnavailable, DebugError, EvaluationError, ImageFolderError,
-            IdxError, PreprocessingError, QuantizeError, SourceError)
+            IdxError, OutInUse, PreprocessingError, PublishError, QuantizeError, SourceError)
+
 
 
 class Stages(click.Group):
@@ -113,8 +115,8 @@ def convert(model_path, out, variants, io, input_color, calibration_size, granul
     from quantize import convert as stage
     try:
         summary = stage.run(config, model_path, out, data=data)
-    except errors as e:
-        raise click.ClickException(str(e)) from None
+    except (*errors, OSError) as e:
+        raise click.ClickException(publish.message(e)) from None
     for v in summary["variants"]:
         kept = f"  ({count(len(v['float_layers']), 'layer')} in float32)" if v.get("float_layers") else ""
         fallback = v["converter"].get("float_ops")
@@ -141,8 +143,8 @@ def debug(quantized, out, images, data):
     from quantize import debug as stage
     try:
         record = stage.run(quantized, out, images=images, data=data)
-    except errors as e:
-        raise click.ClickException(str(e)) from None
+    except (*errors, OSError) as e:
+        raise click.ClickException(publish.message(e)) from None
     rows = [stage.LayerError(**r) for r in record["layers"]]
     click.echo(stage.table(rows[:10], record["float_layers"]))
     if len(rows) > 10:

@@ -4,7 +4,11 @@
 
 Writes ``OUT/<variant>.tflite`` for each variant and, last, ``OUT/quantize.json``:
 the recipe of each (converter settings, calibration images, sha256), the source
-model's sha256 and model.json, and tool versions. ``python -m export`` takes
+model's sha256 and model.json, and tool versions. They are published as one set
+(``pipeline.publish``): written into ``.quantize.<pid>.partial/`` beside OUT and
+swapped in with OUT in one rename, while the lock of OUT's parent (the ``build``
+folder that train and export lock too) keeps a second writer out. A kill or a
+full disk leaves the previous complete set. ``python -m export`` takes
 it from there. The path is Keras -> SavedModel (``model.export``) ->
 ``tf.lite.TFLiteConverter.from_saved_model``, the route that stays quiet with
 Keras 3 (``from_keras_model`` floods the log).
@@ -44,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from imagedata.dataset import Dataset
-from pipeline import quiet
+from pipeline import publish, quiet
 from quantize import app_input, files, graph
 from quantize.app_input import InputForm
 from quantize.config import IO, Granularity, QuantizeConfig, Variant
@@ -280,10 +284,6 @@ def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | 
     Everything that can be checked before converting is: a bad model, data or
     calibration set writes nothing.
     """
-    import tensorflow as tf
-
-    from train.fit import machine, versions
-
     progress = progress or quiet.progress
     out = Path(out)
     source = load_source(model_path)
@@ -299,11 +299,24 @@ def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | 
                       "available": int(len(dataset.calibration)),
                       "sha256": files.sha256(np.ascontiguousarray(calibration).tobytes()),
                       "data": {k: v for k, v in dataset.describe().items() if k != "labels"}}
-    n_calibration = 0 if calibration is None else len(calibration)
     if config.max_drop is not None and len(dataset.val) == 0:
         from quantize.budget import BudgetError
         raise BudgetError("the validation split is empty: --max-drop measures top-1 on it (never on "
                           "test). Use data with more images, or leave --max-drop out")
+    with publish.lock(out.parent), publish.staged(out, SUMMARY, folder=True, point="quantize") as stage:
+        summary = _convert_all(config, source, model, calibration, calib_info, dataset, stage, progress)
+        files.write_json(stage / SUMMARY, summary)
+    return summary
+
+
+def _convert_all(config: QuantizeConfig, source: Source, model, calibration, calib_info, dataset,
+                 stage: Path, progress) -> dict:
+    """Every variant into ``stage``; returns the quantize.json dict."""
+    import tensorflow as tf
+
+    from train.fit import machine, versions
+
+    n_calibration = 0 if calibration is None else len(calibration)
     entries, budget, built = [], None, {}
     with tempfile.TemporaryDirectory(prefix="quantize-") as tmp:
         saved = SavedModels(model, Path(tmp))
@@ -318,8 +331,9 @@ def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | 
                     tflite, budget = _within_budget(tflite, built, saved, config, calibration,
                                                     source, dataset, progress)
                     extra = {"float_layers": budget["float_layers"]}
-                path = out / f"{variant.value}.tflite"
-                files.write_bytes(path, tflite)
+                path = stage / f"{variant.value}.tflite"
+                path.write_bytes(tflite)
+                publish.test_hook("quantize-variant", len(entries) + 1)
                 settings = _settings(variant, config, n_calibration)
                 if extra.get("float_layers"):
                     settings["float_layers"] = [f["tensor"] for f in extra["float_layers"]]
@@ -341,5 +355,4 @@ def run(config: QuantizeConfig, model_path: Path, out: Path, dataset: Dataset | 
         "machine": machine(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    files.write_json(out / SUMMARY, summary)
     return summary

@@ -2,7 +2,9 @@
 
 A crash, a Ctrl-C or a failed conversion then leaves either the previous
 complete file or nothing under the final name, never half a file. The
-temporary names contain ``.partial`` (ignored by git).
+temporary names contain the process id, so two processes never share one, and
+``.partial`` (ignored by git). A set of files that must change together is
+published by ``pipeline.publish``.
 """
 from __future__ import annotations
 
@@ -18,10 +20,14 @@ def atomic_path(path: Path):
     """Yields a temporary path beside ``path``; renamed onto it only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.partial{path.suffix}")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.partial{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None:   # a failed write() names no file: name the one being written
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

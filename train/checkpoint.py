@@ -22,22 +22,18 @@ permission) removes its temporary file and names the path.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
-import signal
-import time
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
+
+from pipeline import publish
+from pipeline.publish import TEST_HOOK, OutInUse, fsync, test_hook  # noqa: F401 (train's names for them)
 
 LAST, BEST, STATE = "last.keras", "best.keras", "state.json"
 MEMBER = "train_state.json"            # the state inside a .keras checkpoint
-LOCK = ".lock"
-# Tests only: "POINT:EPOCH:ACTION" makes the process, when it reaches POINT (below) of EPOCH,
-# SIGKILL itself (kill), SIGINT itself as a Ctrl-C does (interrupt), or sleep until killed (pause).
-TEST_HOOK = "MOBILENET_DEPLOY_TEST_AT"
+# Tests only: "POINT:EPOCH:ACTION" (pipeline.publish.test_hook) at one of these points of EPOCH.
 POINTS = ("epoch-start", "last-written", "last-committed", "best-committed", "state-written")
 
 
@@ -45,48 +41,9 @@ class CheckpointError(RuntimeError):
     pass
 
 
-class OutInUse(RuntimeError):
-    pass
-
-
-def test_hook(point: str, epoch: int) -> None:
-    spec = os.environ.get(TEST_HOOK, "")
-    if spec.rsplit(":", 1)[0] != f"{point}:{epoch}":
-        return
-    action = spec.rsplit(":", 1)[1]
-    print(f"test hook: {spec}", flush=True)
-    while action == "pause":
-        time.sleep(60)
-    os.kill(os.getpid(), signal.SIGINT if action == "interrupt" else signal.SIGKILL)
-    time.sleep(1)   # the signal arrives
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-@contextmanager
 def lock(out: Path):
-    """Hold OUT/.lock (flock: released by the kernel however the process ends) while writing
-    OUT. A second process gets OutInUse naming the holder's pid and start time."""
-    path = out / LOCK
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise CheckpointError(f"cannot write '{path}': {e.strerror}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise OutInUse(f"'{out}' is in use by {holder}: wait for it to finish, or pass another "
-                           f"--out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} since {_now()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
+    """OUT/.lock for the run (pipeline.publish.lock): OutInUse for a second writer."""
+    return publish.lock(out, error=CheckpointError)
 
 
 def _partial(ckpt: Path, name: str) -> Path:
@@ -101,18 +58,10 @@ def remove_partials(ckpt: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _publish(tmp: Path, path: Path, epoch: int, point: str) -> None:
-    _fsync(tmp)
+    fsync(tmp)
     os.replace(tmp, path)
-    _fsync(path.parent)
+    fsync(path.parent)
     test_hook(point, epoch)
 
 

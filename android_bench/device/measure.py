@@ -182,10 +182,39 @@ def accuracy(model: str, eval_pack: str, batch_size: int, threads: Optional[int]
             "runtime": clf.runtime["name"], "runtime_version": clf.runtime["version"]}
 
 
+def read_eval_pack(eval_pack: str):
+    """(x, y, labels) of an eval pack, checked: x (N, H, W, C) uint8, y (N,) integers below
+    len(labels). A file that is not one (cut off, not a zip, an array missing or of the wrong
+    shape) raises ProtocolError saying so, on the host before anything is copied and here."""
+    import zipfile
+    import zlib
+    try:
+        with np.load(eval_pack, allow_pickle=False) as pack:
+            missing = [k for k in ("x", "y", "labels") if k not in pack.files]
+            if missing:
+                raise ProtocolError(f"eval pack '{eval_pack}' has no {', '.join(missing)} array: rebuild it "
+                                    f"with make export")
+            x, y, labels = pack["x"], pack["y"], [str(v) for v in pack["labels"]]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        if isinstance(e, ProtocolError):
+            raise
+        raise ProtocolError(f"eval pack '{eval_pack}' cannot be read (cut off, or not an .npz: "
+                            f"{str(e)[:200] or type(e).__name__}): rebuild it with make export") from None
+    problem = None
+    if x.ndim != 4 or x.dtype != np.uint8:
+        problem = f"x must be (N, H, W, C) uint8, got {x.dtype} of shape {x.shape}"
+    elif y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu":
+        problem = f"y must be {len(x)} integer labels, got {y.dtype} of shape {y.shape}"
+    elif len(y) and (y.min() < 0 or y.max() >= len(labels)):
+        problem = f"y must be class indices below {len(labels)} (the labels), got {y.min()} to {y.max()}"
+    if problem:
+        raise ProtocolError(f"eval pack '{eval_pack}': {problem}: rebuild it with make export")
+    return x, y, labels
+
+
 def eval_images(eval_pack: str, images: Optional[int]):
     """(x, y, labels) of the first ``images`` images of an eval pack (all when None)."""
-    with np.load(eval_pack) as pack:
-        x, y, labels = pack["x"], pack["y"], [str(v) for v in pack["labels"]]
+    x, y, labels = read_eval_pack(eval_pack)
     return (x, y, labels) if images is None else (x[:images], y[:images], labels)
 
 

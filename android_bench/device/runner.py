@@ -308,9 +308,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
 
     from android_bench.device import fingerprint
-    from android_bench.device.measure import Protocol, ProtocolError
+    from android_bench.device.measure import Protocol, ProtocolError, read_eval_pack
     try:
         protocol = Protocol(args.warmup_runs, args.warmup_seconds, args.runs, args.min_seconds)
+        if args.eval_pack:
+            read_eval_pack(args.eval_pack)   # a bad pack stops here, not in every accuracy job
     except ProtocolError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

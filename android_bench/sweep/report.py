@@ -19,6 +19,7 @@ from typing import Sequence
 from android_bench.report import format_ms, format_pct, format_size, machine_line
 from android_bench.sweep.grid import SweepConfig
 from android_bench.sweep.stages import Entry, is_done, read_marker
+from export import verify
 from quantize import files
 from quantize.config import Variant
 
@@ -52,7 +53,11 @@ def collect(entries: list[Entry], out: Path) -> list[dict]:
         if marker is None or marker.get("key") != e.keys["bench"] or not is_done(folder, "export", e.keys["export"]):
             rows.append({**base, "variant": None, "error": e.error or "not benchmarked"})
             continue
-        manifest = json.loads((folder / "manifest.json").read_text())
+        try:
+            manifest = verify.manifest(folder / "manifest.json", pack=False)
+        except verify.VerifyError as e:   # changed since it was benchmarked
+            rows.append({**base, "variant": None, "error": f"export: {e}"})
+            continue
         results = json.loads((folder / marker["results"]).read_text())
         model = manifest["model"].get("model", {})
         host_top1 = {v["name"]: v["top1"] for v in manifest["variants"]}

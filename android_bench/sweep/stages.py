@@ -38,9 +38,11 @@ DONE = "done"
 REPO = Path(__file__).resolve().parents[2]
 # The code each stage runs, as the Makefile's SRC_* lists; a change redoes that stage and later ones.
 CODE = {
-    "train": ("imagedata/*.py", "train/*.py"),
-    "quantize": ("imagedata/*.py", "quantize/*.py", "android_bench/device/evaluate.py"),   # --max-drop uses it
-    "export": ("imagedata/*.py", "export/*.py", "android_bench/device/evaluate.py",
+    "train": ("imagedata/*.py", "train/*.py", "pipeline/publish.py"),
+    "quantize": ("imagedata/*.py", "quantize/*.py", "android_bench/device/evaluate.py",   # --max-drop uses it
+                 "pipeline/publish.py"),
+    "export": ("imagedata/*.py", "export/*.py", "android_bench/device/evaluate.py", "android_bench/device/measure.py",
+               "pipeline/publish.py",
                "android_bench/device/tflite_metadata.py"),
     "bench": runner.DEVICE_FILES,   # what runs on the target
 }
@@ -164,10 +166,12 @@ def user_errors() -> tuple:
     from imagedata.preprocess import PreprocessingError
     from quantize.convert import QuantizeError
     from quantize.source import SourceError
+    from pipeline.publish import OutInUse, PublishError
+    from train.checkpoint import CheckpointError
     from train.fit import ResumeError
     return (BenchError, EvaluationError, ProtocolError, MetadataError, TargetError, ExportError,
             DataUnavailable, ImageFolderError, IdxError, PreprocessingError, QuantizeError, SourceError,
-            ResumeError, ValueError)
+            ResumeError, ValueError, OutInUse, PublishError, CheckpointError)
 
 
 def _train(c: Configuration, folder: Path, key: str, datasets: _Datasets, log) -> dict:

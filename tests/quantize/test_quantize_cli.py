@@ -59,8 +59,10 @@ def test_op_without_int8_kernel_is_refused(tmp_path, folder):
     assert r.exit_code == 1, r.output
     assert "int8: 2 op(s) have no int8 kernel, and the converter left them in float32: NEG" in r.output
     assert "log_sigmoid" in r.output and "leave int8 out of --variants" in r.output
-    # float32 was complete before int8 failed; no int8.tflite, and no quantize.json claiming success.
-    assert_nothing_half_written(tmp_path / "q", ["float32.tflite"])
+    # float32 was complete before int8 failed, but a set is published whole or not at all
+    # (pipeline.publish): no OUT, and no staging folder beside it.
+    assert_nothing_half_written(tmp_path / "q")
+    assert not [p.name for p in tmp_path.iterdir() if ".partial" in p.name]
 
 
 def test_conversion_failure(tmp_path, folder):
