@@ -218,7 +218,7 @@ def check_host(register: bool = True) -> dict:
         _register_qemu(qemu)
         entry = binfmt_entry()
     if entry is None:
-        raise CannotEmulate(f"qemu-aarch64 is not registered with binfmt_misc: update-binfmts --enable qemu-aarch64 "
+        raise CannotEmulate("qemu-aarch64 is not registered with binfmt_misc: update-binfmts --enable qemu-aarch64 "
                             "(or run this as root, which registers it)")
     if not entry["enabled"]:
         raise CannotEmulate(f"the binfmt_misc entry {QEMU_NAME} is disabled: echo 1 > {BINFMT / QEMU_NAME}")
