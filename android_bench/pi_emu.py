@@ -94,9 +94,10 @@ BULLSEYE_VENVS = {
 VENV_DIR = "/opt/venv"
 PACKAGES = ("python3", "python3-venv")     # on top of debootstrap's minbase
 # mediapipe's OpenCV (opencv-contrib-python, a Qt build) loads libGL, GLib, libSM and the X
-# libraries on import, as on Raspberry Pi OS Lite, where `pip install mediapipe` needs
-# `apt install libgl1 libglib2.0-0 libsm6` too.
-MEDIAPIPE_PACKAGES = ("libgl1", "libglib2.0-0", "libsm6")
+# libraries on import, and its Tasks library links libEGL and libGLESv2 (its GPU path), as on
+# Raspberry Pi OS Lite, where `pip install mediapipe` needs
+# `apt install libgl1 libglib2.0-0 libsm6 libegl1 libgles2` too.
+MEDIAPIPE_PACKAGES = ("libgl1", "libglib2.0-0", "libsm6", "libegl1", "libgles2")
 
 
 @dataclass(frozen=True, eq=False)
