@@ -91,6 +91,20 @@ def image_folder(tmp_path):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _ctrl_c_interrupts():
+    """Ctrl-C as a terminal gives it. A shell starts a background job (`make test &`, a CI runner's
+    nohup) with SIGINT ignored, and that disposition is inherited by every process a test starts:
+    the tests that press Ctrl-C would see nothing happen. A Python handler is reset to the default
+    on exec, so this restores Ctrl-C here and in every child."""
+    import signal
+    before = signal.getsignal(signal.SIGINT)
+    if before == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _image_cache(tmp_path_factory):
     """Decoded-image caches go to a folder of this session, never the user's ~/.cache: every
     load_dataset of a folder, and every CLI started by a test (the variable is inherited)."""

@@ -26,6 +26,7 @@ Only this runtime imports mediapipe, and only this module. Python 3.9 compatible
 """
 from __future__ import annotations
 
+import platform
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -53,6 +54,24 @@ def _import():
         if blocked and "tensorflow" in sys.modules and sys.modules["tensorflow"] is None:
             del sys.modules["tensorflow"]
     return mediapipe
+
+
+def cpu_problem() -> Optional[str]:
+    """Why this CPU cannot run mediapipe's aarch64 build, or None. Its wheels are built with the
+    ARMv8.1 atomics (LSE) and stop with SIGILL without them: a Raspberry Pi 5 (Cortex-A76) has
+    them, a Pi 4 (Cortex-A72, ARMv8.0) does not."""
+    if platform.machine() not in ("aarch64", "arm64") or not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open("/proc/cpuinfo") as f:
+            features = [ln.split(":", 1)[1].split() for ln in f if ln.startswith("Features")]
+    except OSError:
+        return None
+    if features and "atomics" not in features[0]:
+        return ("mediapipe's aarch64 build needs the ARMv8.1 atomics (LSE), which this CPU lacks (no "
+                "'atomics' in /proc/cpuinfo): it runs on a Raspberry Pi 5 (Cortex-A76), not on a Pi 4 "
+                "(Cortex-A72)")
+    return None
 
 
 def version() -> str:

@@ -86,6 +86,9 @@ def check_environment(runtime: Optional[str]) -> Dict[str, Any]:
         except (ImportError, OSError) as e:   # not installed, or a wheel this machine cannot load
             raise EnvironmentProblem(f"{_python()}: mediapipe cannot be imported ({type(e).__name__}: {e}): "
                                      f"{mediapipe_tasks.INSTALL}") from None
+        problem = mediapipe_tasks.cpu_problem()
+        if problem:
+            raise EnvironmentProblem(problem)
         return {"python": sys.version.split()[0], "executable": sys.executable, "numpy": numpy.__version__,
                 "runtime": info["name"], "runtime_version": info["version"]}
     try:

@@ -196,6 +196,9 @@ def _run_host_and_pi(build: Path, out: Path, host_tflite_runtime: Path) -> dict:
                           ("pi-emu", [])):
         r = cli("run", "--target", target, *QUICK, *extra, "--out", out, build / "manifest.json")
         assert r.returncode == 0, f"{target}: {r.stderr[-3000:]}"
+        if target == "pi-emu":   # a Pi 4's Cortex-A72: MediaPipe's aarch64 build needs ARMv8.1 atomics
+            said = r.stdout + r.stderr
+            assert "skipped mediapipe on" in said and "needs the ARMv8.1 atomics (LSE)" in said, said[-2000:]
     assert _leftovers() <= before     # the run's temporary folder in the root file system is gone
     r = cli("report", "--out", out)
     assert r.returncode == 0, r.stderr
@@ -207,7 +210,8 @@ def _check_against_host(report: dict, out: Path, variants: list[str], images: in
         if r["target"] == "pi-emu" and r["threads"] == 1:
             print(f"{r['runtime']} {r['variant']}: agreement with host {r['agreement_with_host']} on "
                   f"{r['agreement_with_host_images']} images, top-1 {r['top1']} ({r['top1_vs_host']} vs host)")
-    for runtime, version in (("tflite_runtime", "2.14.0"), ("ai_edge_litert", "2.3.0"), ("mediapipe", "1.2.3")):
+    assert not (out / "results" / "pi-emu__mediapipe.json").exists()
+    for runtime, version in (("tflite_runtime", "2.14.0"), ("ai_edge_litert", "2.3.0")):
         doc = json.loads((out / "results" / f"pi-emu__{runtime}.json").read_text())
         fp = doc["fingerprint"]
         assert (fp["arch"], fp["runtime"], fp["runtime_version"], fp["numpy"]) == ("aarch64", runtime, version, "1.26.4")
@@ -226,8 +230,8 @@ def _check_against_host(report: dict, out: Path, variants: list[str], images: in
     assert all(r["agreement_with_host"] is None for r in report["results"] if r["target"] == "local")
     assert {r["runtime"] for r in report["results"] if r["target"] == "local"} == \
         {"tflite_runtime", "ai_edge_litert", "mediapipe"}     # --runtime auto here: MediaPipe's classify() too
-    app = [r for r in report["results"] if r["target"] == "pi-emu" and r["runtime"] == "mediapipe"]
-    assert app and all(r["invoke_median_ms"] and r["invoke_runtime"] == "ai_edge_litert 2.3.0" for r in app)
+    app = [r for r in report["results"] if r["target"] == "local" and r["runtime"] == "mediapipe"]
+    assert app and all(r["invoke_median_ms"] and r["invoke_runtime"].startswith("ai_edge_litert") for r in app)
     md = (out / "report.md").read_text()
     assert "**Emulated latencies:**" in md and "ms (emulated)" in md and "| agreement with host |" in md
 
