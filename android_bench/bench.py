@@ -131,8 +131,10 @@ def per_runtime(target: Target, config: BenchConfig, python: str | None = None
         app = [(target, replace(config, runtime=Runtime.MEDIAPIPE), True)] if config.runtime is Runtime.AUTO else []
         return [(target, config, False), *app]
     wanted = [name for name, _ in venvs] if config.runtime is Runtime.AUTO else [config.runtime.value]
-    # MediaPipe's venv is optional: its aarch64 build cannot run on every ARM CPU (the runner says why)
-    return [(target.with_runtime(name), replace(config, runtime=name), name == Runtime.MEDIAPIPE.value)
+    # Under auto, MediaPipe's venv is optional: its aarch64 build cannot run on every ARM CPU (the
+    # runner says why); asked for by name, it must run.
+    auto = config.runtime is Runtime.AUTO
+    return [(target.with_runtime(name), replace(config, runtime=name), auto and name == Runtime.MEDIAPIPE.value)
             for name in wanted]
 
 

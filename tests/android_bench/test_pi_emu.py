@@ -250,3 +250,20 @@ def test_all_variants_on_fashion_mnist_agree_with_the_host(pi_emu_root, fashion_
     _check_against_host(report, tmp_path, fashion_build.variants, FASHION_IMAGES)
     top1 = {r["variant"]: r["top1"] for r in report["results"] if r["target"] == "pi-emu"}
     assert min(top1.values()) > 0.5, top1      # a trained model (10 classes), not ties of an untrained one
+
+
+@pytest.mark.arm
+def test_mediapipe_runs_on_a_pi_5_and_is_skipped_on_a_pi_4(pi_emu_root, bench_build, tmp_path):
+    """MediaPipe 1.2.3's aarch64 build needs the ARMv8.1 atomics: the Pi 5's Cortex-A76 has them."""
+    r = cli("run", "--target", "pi5-emu", "--runtime", "mediapipe", *QUICK, "--out", tmp_path,
+            bench_build.root / "manifest.json")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    doc = json.loads((tmp_path / "results" / "pi5-emu__mediapipe.json").read_text())
+    assert doc["fingerprint"]["runtime"] == "mediapipe" and "cortex-a76" in doc["emulation"]
+    rows = {r["variant"]: r for r in doc["results"]}
+    assert sorted(rows) == ["dynamic_int8", "float32", "int8"]
+    assert all(r["error"] is None and r["top1"] > 0.9 for r in rows.values()), rows
+    r = cli("run", "--target", "pi-emu", "--runtime", "mediapipe", *QUICK, "--out", tmp_path / "a72",
+            bench_build.root / "manifest.json")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "needs the ARMv8.1 atomics (LSE), which this CPU lacks" in r.stderr, r.stderr[-2000:]
