@@ -52,6 +52,7 @@ from imagedata.folder import Listing
 from imagedata.image import DECODER
 from imagedata.preprocess import Preprocessing
 from imagedata.rows import CacheError, RowFile, write_all
+from pipeline.publish import fsync
 
 __all__ = ["CacheError", "Entry", "build_or_open", "root_for", "ENV"]
 
@@ -215,14 +216,6 @@ def _close_holes(fd: int, offset: int, row_bytes: int, splits: dict, errors: dic
     return kept, moved
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _build(tmp: Path, key: str, listing: Listing, rows: dict, p: Preprocessing, about: dict,
            donors: list, workers: int, progress: Progress, log: Callable) -> dict:
     """Write a complete entry into tmp (stamp last); returns its index."""
@@ -283,9 +276,9 @@ def _build(tmp: Path, key: str, listing: Listing, rows: dict, p: Preprocessing, 
              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (tmp / INDEX).write_text(json.dumps(index))
     for name in (LABELS, INDEX):
-        _fsync(tmp / name)
+        fsync(tmp / name)
     (tmp / STAMP).write_text(json.dumps({"key": key, "image_bytes": total}))
-    _fsync(tmp / STAMP)
+    fsync(tmp / STAMP)
     return index
 
 
@@ -352,7 +345,7 @@ def build_or_open(root: Path, listing: Listing, rows: dict, p: Preprocessing, ab
             try:
                 index = _build(tmp, key, listing, rows, p, about, donors, workers, progress, log)
                 os.rename(tmp, path)
-                _fsync(root)
+                fsync(root)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
