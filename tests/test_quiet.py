@@ -54,8 +54,13 @@ def test_the_filter_works_on_file_descriptor_2_and_in_children(verbose):
     if verbose:
         assert sum(quiet.is_banner(ln) for ln in lines) == 3 and all(k in lines for k in kept), lines
     else:
-        assert lines[:4] == kept, lines
-        assert lines[4].startswith("converting: 3 variants in ") and len(lines) == 5   # no bar: not a terminal
+        # What C++ and the child write passes through the filter's thread; what Python writes goes to
+        # the descriptor directly: each keeps its order, the two interleave as the threads run.
+        through_filter, direct = kept[:2], kept[2:]
+        assert [ln for ln in lines if ln in through_filter] == through_filter, lines
+        rest = [ln for ln in lines if ln not in through_filter]
+        assert rest[:2] == direct and len(rest) == 3, lines
+        assert rest[2].startswith("converting: 3 variants in ") and len(lines) == 5   # no bar: not a terminal
     assert "\r" not in r.stderr
 
 
