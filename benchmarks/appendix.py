@@ -31,11 +31,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
+sys.path.insert(0, str(ROOT))
+
+from android_bench.device.fingerprint import cpu_model  # noqa: E402
 
 
 def cpu() -> str:
-    sys.path.insert(0, str(ROOT))
-    from android_bench.device.fingerprint import cpu_model
     return f"{cpu_model() or 'unknown CPU'}, {os.cpu_count()} cores"
 
 
