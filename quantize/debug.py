@@ -305,10 +305,9 @@ def run(quantized: Path, out: Path, images: int | None = None, dataset=None, dat
     ``images`` limits the calibration images the statistics run over (default:
     all the recipe used); ``dataset`` skips loading the data (tests).
     """
-    import json
     import tempfile
 
-    from pipeline import quiet
+    from pipeline import publish, quiet
     from quantize import app_input
     from quantize.convert import SUMMARY, _export_saved_model, calibration_images
     from quantize.source import load_keras, load_source
@@ -316,14 +315,21 @@ def run(quantized: Path, out: Path, images: int | None = None, dataset=None, dat
     progress = progress or quiet.progress
     quantized = Path(quantized)
     summary_path = quantized / SUMMARY
-    if not summary_path.is_file():
-        raise DebugError(f"'{summary_path}' does not exist: build the int8 model first "
-                         f"(make export, or python -m quantize --out {quantized})")
-    summary = json.loads(summary_path.read_text())
-    int8 = next((v for v in summary["variants"] if v["name"] == Variant.INT8.value), None)
+    rebuild = f"build the int8 model first (make export, or python -m quantize --out {quantized})"
+    try:
+        summary = publish.read_record(summary_path, SUMMARY, rebuild)
+    except publish.PublishError as e:
+        raise DebugError(str(e)) from None
+    if not isinstance(summary.get("variants"), list) or not all(isinstance(v, dict) for v in summary["variants"]):
+        raise DebugError(f"'{summary_path}' has no list of variants (written by another version?): {rebuild}")
+    int8 = next((v for v in summary["variants"] if v.get("name") == Variant.INT8.value), None)
     if int8 is None:
         raise DebugError(f"'{summary_path}' lists no int8 variant: the per-layer error is that of the "
                          f"full-int8 model; quantize with int8 in --variants (make export VARIANTS=float32,int8)")
+    if not isinstance(summary.get("source"), dict) or not isinstance(summary.get("config"), dict) \
+            or not {"file", "sha256"} <= summary["source"].keys():
+        raise DebugError(f"'{summary_path}' has no source model or config (written by another version?): "
+                         f"{rebuild}")
     config = QuantizeConfig.from_dict(summary["config"])
     source = load_source(Path(summary["source"]["file"]))
     if source.sha256 != summary["source"]["sha256"]:

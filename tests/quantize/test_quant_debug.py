@@ -85,8 +85,26 @@ def test_layer_name_from_fused_tensor_names():
 def test_debug_without_a_build_says_to_export_first(tmp_path):
     r = CliRunner().invoke(cli, ["debug", "--quantized", str(tmp_path / "q"), "--out", str(tmp_path / "d")])
     assert r.exit_code == 1
-    assert f"'{tmp_path / 'q' / 'quantize.json'}' does not exist: build the int8 model first (make export" \
-        in r.output
+    assert f"'{tmp_path / 'q' / 'quantize.json'}' does not exist" in r.output
+    assert "build the int8 model first (make export" in r.output
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("text, says", [
+    ("", "it is empty"),
+    ('{"variants": [{"name": "int8"', "it is not JSON"),
+    ("[]", "it holds a JSON list"),
+    ('{"variants": "int8"}', "has no list of variants"),
+    ('{"variants": [{"name": "int8", "file": "int8.tflite"}], "config": {}}', "has no source model or config"),
+])
+def test_debug_refuses_a_damaged_quantize_json_in_one_line(tmp_path, text, says):
+    q = tmp_path / "q"
+    q.mkdir()
+    (q / "quantize.json").write_text(text)
+    r = CliRunner().invoke(cli, ["debug", "--quantized", str(q), "--out", str(tmp_path / "d")])
+    assert r.exit_code == 1, r.output
+    assert says in r.output and "build the int8 model first (make export" in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "d").exists()
 
 
