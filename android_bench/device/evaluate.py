@@ -216,7 +216,19 @@ class Classifier:
             if raise_errors:
                 raise EvaluationError(f"the interpreter cannot prepare {self.source}: {e}") from None
             return False
-        return int(self.interpreter.get_output_details()[0]["shape"][0]) == batch
+        if int(self.interpreter.get_output_details()[0]["shape"][0]) == batch:
+            return True
+        if batch == 1:
+            return False
+        # A Flatten or Reshape head (V1's, V3's) computes its shape from the input's: the output's
+        # batch is known only after a run. One run on zeros tells whether the graph takes the batch.
+        try:
+            d = self.interpreter.get_input_details()[0]
+            self.interpreter.set_tensor(self._input, np.zeros(d["shape"], d["dtype"]))
+            self.interpreter.invoke()
+            return self.interpreter.get_tensor(self._output).shape[0] == batch
+        except (ValueError, RuntimeError):
+            return False
 
     def as_input(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W, C) uint8 -> the input tensor's values; gray images go to all three channels

@@ -200,6 +200,28 @@ def test_batched_evaluation_equals_image_by_image(bench_build):
         np.testing.assert_allclose(batched.scores(x), single.scores(x), atol=1e-6)
 
 
+@pytest.mark.parametrize("arch", ["v1", "v3-small"])
+def test_a_reshape_head_is_evaluated_in_batches_too(tmp_path, arch):
+    """V1's Reshape and V3's Flatten compute the output's shape at run time, so the output's
+    batch is unknown until a run: the evaluator must still batch them, with the same answers."""
+    import tensorflow as tf
+
+    from imagedata.preprocess import Preprocessing
+    from train.mobilenet import mobilenet_v1
+    from train.mobilenet_v3 import mobilenet_v3
+
+    shape = (16, 16, 3)
+    model = (mobilenet_v1(shape, 4, alpha=0.25, output_stride=8) if arch == "v1"
+             else mobilenet_v3("small", shape, 4, alpha=0.25, output_stride=8))
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    x = np.random.default_rng(0).integers(0, 256, (70, *shape), dtype=np.uint8)
+    pre = Preprocessing(resolution=16, channels=3)
+    batched, single = (Classifier(str(path), pre, batch_size=64), Classifier(str(path), pre, batch_size=1))
+    assert batched.batch_size == 64
+    np.testing.assert_allclose(batched.scores(x), single.scores(x), atol=1e-6)
+
+
 def test_runner_usage_errors(bench_build, tmp_path):
     r = _run([tmp_path / "missing.tflite"])
     assert r.returncode == runner.EXIT_USAGE and "no such file" in r.stderr
