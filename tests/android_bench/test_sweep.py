@@ -200,7 +200,7 @@ def test_make_sweep_passes_the_grid_and_the_knobs(tmp_path):
 EPOCHS = 4
 TINY_GRID = """
 [grid]
-arch = ["v1", "v2"]
+arch = ["v1", "v2", "v3-small"]   # three generations
 
 [train]                      # a tiny model on the blob task; BatchNorm statistics settle in ~30 steps
 alpha = 0.25
@@ -261,12 +261,12 @@ def _dominated(r, rows):
 
 
 @pytest.mark.slow
-def test_sweep_two_configurations_resume_reuse_and_redo(tmp_path):
+def test_sweep_three_generations_resume_reuse_and_redo(tmp_path):
     data = tiny.blob_folder(tmp_path / "imgs", per_class=80, resolution=32)
     grid_path = write(tmp_path, TINY_GRID.format(epochs=EPOCHS, data=data))
     out = tmp_path / "sweep"
-    v1, v2 = grid.load(grid_path).configurations()
-    f1, f2 = out / v1.id, out / v2.id
+    v1, v2, v3 = grid.load(grid_path).configurations()
+    f1, f2, f3 = out / v1.id, out / v2.id, out / v3.id
 
     # 1. Interrupted in the middle of the first configuration's training.
     r = _interrupt_during_training(grid_path, out, f1)
@@ -282,12 +282,14 @@ def test_sweep_two_configurations_resume_reuse_and_redo(tmp_path):
     assert f"resuming the interrupted training after epoch {epochs_before} of {EPOCHS}" in r.stderr
     history = json.loads((f1 / "train" / "state.json").read_text())["history"]
     assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))   # no epoch trained twice
-    assert f"[2/2] {v2.id}: train ..." in r.stderr
+    assert f"[2/3] {v2.id}: train ..." in r.stderr and f"[3/3] {v3.id}: train ..." in r.stderr
 
     doc = json.loads((out / "report.json").read_text())
     rows = doc["results"]
     assert [(row["config"], row["variant"]) for row in rows] == [
-        (v1.id, "float32"), (v1.id, "int8"), (v2.id, "float32"), (v2.id, "int8")]
+        (v1.id, "float32"), (v1.id, "int8"), (v2.id, "float32"), (v2.id, "int8"),
+        (v3.id, "float32"), (v3.id, "int8")]
+    assert [row["arch"] for row in rows[::2]] == ["v1", "v2", "v3-small"]
     for row in rows:
         folder = out / row["config"]
         model = json.loads((folder / "model.json").read_text())
@@ -301,7 +303,7 @@ def test_sweep_two_configurations_resume_reuse_and_redo(tmp_path):
         assert row["top1"] == row["host_top1"], row
         if row["variant"] == "float32":
             assert row["top1"] > 0.6, row   # the blob task is learned (chance: 0.25)
-    assert rows[0]["params"] != rows[2]["params"]   # two different models
+    assert len({row["params"] for row in rows}) == 3   # three different models
     for row in rows:   # the front agrees with the numbers
         assert row["pareto"] is (not _dominated(row, rows)), rows
     assert any(row["pareto"] for row in rows)
@@ -312,17 +314,17 @@ def test_sweep_two_configurations_resume_reuse_and_redo(tmp_path):
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
 
     # 3. Unchanged inputs: nothing is redone.
-    kept = [f / name for f in (f1, f2) for name in ("model.keras", "quantize/quantize.json", "manifest.json",
+    kept = [f / name for f in (f1, f2, f3) for name in ("model.keras", "quantize/quantize.json", "manifest.json",
                                                     "done/train.json", "done/quantize.json", "done/export.json",
                                                     "done/bench.json")]
-    kept += [f / json.loads((f / "done/bench.json").read_text())["results"] for f in (f1, f2)]
+    kept += [f / json.loads((f / "done/bench.json").read_text())["results"] for f in (f1, f2, f3)]
     before = _mtimes(kept)
     r = _sweep(grid_path, out)
     assert r.returncode == 0, r.stderr[-3000:]
     assert _mtimes(kept) == before
-    assert r.stderr.count(" cached") == 8 and " ..." not in r.stderr
+    assert r.stderr.count(" cached") == 12 and " ..." not in r.stderr
     doc = json.loads((out / "report.json").read_text())
-    assert [c["ran"] for c in doc["configurations"]] == [[], []]
+    assert [c["ran"] for c in doc["configurations"]] == [[], [], []]
     assert [row["median_ms"] for row in doc["results"]] == [row["median_ms"] for row in rows]
 
     # 4. A stage interrupted before its marker was written: only it and the stages after it rerun.
@@ -331,7 +333,8 @@ def test_sweep_two_configurations_resume_reuse_and_redo(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads((out / "report.json").read_text())
     assert [(c["ran"], c["cached"]) for c in doc["configurations"]] == [
-        ([], ["train", "quantize", "export", "bench"]), (["export", "bench"], ["train", "quantize"])]
+        ([], ["train", "quantize", "export", "bench"]), (["export", "bench"], ["train", "quantize"]),
+        ([], ["train", "quantize", "export", "bench"])]
     after = _mtimes(kept)
     assert {p for p in kept if after[p] != before[p]} == {
         f2 / "manifest.json", f2 / "done/export.json", f2 / "done/bench.json",
